@@ -1,0 +1,3 @@
+from allcare.cli import app
+
+app()

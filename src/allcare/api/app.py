@@ -1,0 +1,64 @@
+"""The FastAPI application: routes, error handlers, limits and CORS around one Runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from allcare import __version__
+from allcare.api.body_limit import BodyLimitMiddleware
+from allcare.api.deps import require_api_key
+from allcare.api.errors import install_error_handlers
+from allcare.api.routes import auth, cases, check_image, health, images
+from allcare.core.config import Settings, load_settings
+from allcare.runtime import Runtime
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """``runtime`` lets ``allcare serve`` report configuration errors before uvicorn starts."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime or Runtime.start(settings)
+        try:
+            yield
+        finally:
+            app.state.runtime.close()
+
+    docs = settings.enable_docs
+    app = FastAPI(
+        title="AllCare Server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    install_error_handlers(app)
+    keyed = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(images.router)
+    app.include_router(cases.router, dependencies=keyed)
+    app.include_router(check_image.router, dependencies=keyed)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=settings.max_json_body_bytes,
+        upload_limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        upload_paths=frozenset({"/check-image"}),
+    )
+    origins = settings.cors_origins
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=origins != ["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    return app

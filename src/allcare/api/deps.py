@@ -1,0 +1,131 @@
+"""Request-scoped dependencies: runtime, database session, API key and the calling user."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from allcare.core.tokens import InvalidToken
+from allcare.runtime import Runtime
+from allcare.services.cases import CaseService
+from allcare.services.images import ImageService
+from allcare.services.principal import AuthMethod, Principal, Role
+from allcare.services.users import active_user, credentials_version
+from allcare.store.models import User
+
+BEARER = {"WWW-Authenticate": "Bearer"}
+_LEGACY_ID_CHARS = re.compile(r"[^\w-]")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_case_service(session: SessionDep, runtime: RuntimeDep) -> CaseService:
+    return CaseService(session, runtime.sealer)
+
+
+CasesDep = Annotated[CaseService, Depends(get_case_service)]
+
+
+def get_image_service(session: SessionDep, runtime: RuntimeDep, cases: CasesDep) -> ImageService:
+    return ImageService(session, runtime.blobs, cases)
+
+
+ImagesDep = Annotated[ImageService, Depends(get_image_service)]
+
+
+def require_api_key(request: Request, runtime: RuntimeDep) -> None:
+    """The app's bundled client marker; checked for compatibility, never trusted as identity."""
+    expected = runtime.settings.api_key.get_secret_value()
+    if not expected:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid API key")
+
+
+def _principal(user: User, method: AuthMethod) -> Principal:
+    return Principal(
+        user_id=user.id,
+        role=Role(user.role),
+        first_name=user.first_name,
+        last_name=user.last_name,
+        method=method,
+    )
+
+
+def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "Invalid Authorization header format. Expected: Bearer <token>",
+            headers=BEARER,
+        )
+    try:
+        claims = runtime.tokens.decode(parts[1])
+    except InvalidToken as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=BEARER) from exc
+    user = active_user(session, claims.subject)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "Account is disabled or no longer exists", headers=BEARER
+        )
+    if claims.credentials_version != credentials_version(user):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "Token was revoked (credentials changed); please log in again",
+            headers=BEARER,
+        )
+    return _principal(user, AuthMethod.TOKEN)
+
+
+def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
+    """JWT only; the user is re-read from the database on every request, role included."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
+    return _from_bearer(header, session, runtime)
+
+
+def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
+    """JWT, or the legacy X-User-Id header the camera screen sends instead of a token.
+
+    The header only names an existing, enabled user; the role always comes from the database and
+    X-User-Role is ignored, so claiming ``admin`` in a header gains nothing.
+    """
+    header = request.headers.get("authorization")
+    if header:
+        return _from_bearer(header, session, runtime)
+    if not runtime.settings.legacy_identity_headers:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
+    user_id = _LEGACY_ID_CHARS.sub("", request.headers.get("x-user-id", "").strip())
+    if not user_id:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "Missing Authorization header or X-User-Id header"
+        )
+    user = active_user(session, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
+    return _principal(user, AuthMethod.LEGACY_HEADERS)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+CameraPrincipalDep = Annotated[Principal, Depends(camera_principal)]

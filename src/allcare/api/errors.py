@@ -1,0 +1,56 @@
+"""Every error leaves as JSON ``{"detail": ...}``: the admin screen json-decodes error bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from allcare.services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
+from allcare.store.crypto import DecryptionError
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: dict[type[ServiceError], int] = {
+    InvalidInput: status.HTTP_400_BAD_REQUEST,
+    Forbidden: status.HTTP_403_FORBIDDEN,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    code = next(c for kind, c in _STATUS_BY_ERROR.items() if isinstance(exc, kind))
+    return JSONResponse({"detail": exc.detail}, status_code=code)
+
+
+async def _decryption_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("Undecryptable data on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": f"Stored data could not be decrypted: {exc}"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": "Internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for kind in _STATUS_BY_ERROR:
+        app.add_exception_handler(kind, _service_error)
+    app.add_exception_handler(DecryptionError, _decryption_error)
+    app.add_exception_handler(Exception, _unexpected)

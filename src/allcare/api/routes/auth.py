@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from allcare.api.deps import RuntimeDep, SessionDep
+from allcare.api.schemas.auth import LoginIn, LoginOut, UserOut
+from allcare.services.users import authenticate, credentials_version
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth/login", response_model=LoginOut)
+def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep) -> LoginOut:
+    user = authenticate(session, body.username, body.password)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
+    token = runtime.tokens.issue(
+        subject=user.id,
+        role=user.role,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        credentials_version=credentials_version(user),
+    )
+    return LoginOut(
+        access_token=token,
+        user=UserOut(
+            user_id=user.id, first_name=user.first_name, last_name=user.last_name, role=user.role
+        ),
+    )

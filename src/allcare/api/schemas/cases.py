@@ -1,0 +1,112 @@
+"""Case request and response bodies, field for field as the app sends and reads them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from allcare.api.schemas.common import (
+    IdText,
+    IsoTimestamp,
+    LongText,
+    PathText,
+    Prediction,
+    ShortText,
+    StatusText,
+)
+
+ImageDecisions = Annotated[dict[IdText, ShortText], Field(max_length=64)]
+
+
+class _CaseFields(BaseModel):
+    """Unknown fields are dropped, as the legacy server did."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    predictions: list[Prediction] = Field(default_factory=list, max_length=64)
+    image_paths: list[PathText] = Field(default_factory=list, max_length=64)
+    symptoms: list[LongText] = Field(default_factory=list, max_length=64)
+    gender: ShortText | None = None
+    age: ShortText | None = None
+    location: ShortText | None = None
+    notes: LongText | None = None
+    created_at: IsoTimestamp | None = None
+    selected_prediction_index: Annotated[int, Field(ge=0, le=1000)] | None = None
+    image_decisions: ImageDecisions | None = None
+    image_id: IdText | None = None
+    blur_score: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    device: ShortText | None = None
+
+
+class CaseLogIn(_CaseFields):
+    case_id: IdText
+    status: StatusText = "pending"
+    isLabeled: bool = False
+
+
+class RejectCaseIn(_CaseFields):
+    case_id: IdText
+    reason: ShortText | None = None
+
+
+class CaseUpdateIn(_CaseFields):
+    """Only the fields present (and not null) are applied."""
+
+    predictions: list[Prediction] | None = Field(None, max_length=64)  # type: ignore[assignment]
+    image_paths: list[PathText] | None = Field(None, max_length=64)  # type: ignore[assignment]
+    symptoms: list[LongText] | None = Field(None, max_length=64)  # type: ignore[assignment]
+    status: StatusText | None = None
+    user_id: IdText | None = None
+    user_role: ShortText | None = None
+
+
+class ReleaseIdIn(BaseModel):
+    case_id: IdText
+
+
+class CaseIdOut(BaseModel):
+    case_id: str
+
+
+class ReleaseIdOut(BaseModel):
+    status: str
+    reason: str | None = None
+    case_id: str | None = None
+
+
+class CaseLoggedOut(BaseModel):
+    status: str
+    message: str
+    case_id: str
+    case_status: str | None = None
+
+
+class CaseUpdatedOut(BaseModel):
+    status: str
+    case_id: str
+
+
+class CaseRecordOut(BaseModel):
+    """Every stored field of the case is returned; these are the ones the app relies on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    case_id: str
+    user_id: str
+    status: str | None
+    entry_type: str | None
+    predictions: list[dict[str, Any]]
+    image_paths: list[str]
+    image_ids: list[str]
+    symptoms: list[str]
+    created_at: str | None
+    updated_at: str | None
+    received_at: str | None
+    isLabeled: bool
+    correct_label: str | None
+    selected_prediction_index: int | None
+
+
+class CaseListOut(BaseModel):
+    cases: list[CaseRecordOut]

@@ -1,0 +1,86 @@
+"""The one settings object, read from the environment with the legacy server's variable names."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_JWT_SECRET = "your-secret-key-change-in-production"  # noqa: S105 - refused, never used
+MIN_JWT_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting makes safe start-up impossible; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    backserver_host: str = "0.0.0.0"  # noqa: S104 - the app reaches the server over the LAN
+    backserver_port: int = Field(8000, ge=1, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allowed_origins: str = "*"
+    log_level: str = "info"
+
+    api_key: SecretStr = SecretStr("")
+    jwt_secret_key: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_expiration_hours: float = Field(24.0, gt=0, le=24 * 30)
+    legacy_identity_headers: bool = True
+    users_file: Path | None = None
+
+    storage_root: Path = Field(
+        Path("storage"), validation_alias=AliasChoices("STORAGE_ROOT", "STORAGE_DIR")
+    )
+    database_url: str | None = None
+    case_id_start: int = Field(10000, ge=0, le=10**15)
+    encrypt_storage: bool = False
+    data_encryption_key: SecretStr | None = None
+    data_encryption_old_keys: SecretStr | None = None
+
+    max_json_body_bytes: int = Field(1_000_000, ge=1024)
+    max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    enable_docs: bool = True
+
+    model_path: Path | None = None
+
+    @field_validator("tls_cert_file", "tls_key_file", "users_file", "model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator(
+        "jwt_secret_key", "data_encryption_key", "data_encryption_old_keys", mode="before"
+    )
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with a psycopg 3 driver, defaulting to a SQLite file in the data dir."""
+        url = self.database_url or f"sqlite:///{(self.storage_root / 'allcare.db').as_posix()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @cached_property
+    def cors_origins(self) -> list[str]:
+        origins = [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+        return ["*"] if "*" in origins else origins
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,256 @@
+"""Case ids from one global sequence, GP decisions with full history, and role-scoped listing."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.orm import Session
+
+from allcare.core.clock import now_utc, wire_time
+from allcare.services.errors import Forbidden, InvalidInput, NotFound
+from allcare.services.principal import Principal, Role
+from allcare.store.crypto import Sealer
+from allcare.store.db import CASE_COUNTER, begin_write, next_value
+from allcare.store.models import Case, CaseDecision, Image
+
+MAX_CASE_ID_DIGITS = 15
+CASE_NOT_FOUND = "Case not found"
+
+
+class CaseState(StrEnum):
+    ALLOCATED = "allocated"
+    RELEASED = "released"
+    DECIDED = "decided"
+
+
+class EntryType(StrEnum):
+    CASE = "case"
+    UNCERTAIN = "uncertain"
+    REJECT = "reject"
+
+
+def parse_case_id(text: str) -> int:
+    value = text.strip()
+    if not value or not value.isascii() or not value.isdigit() or len(value) > MAX_CASE_ID_DIGITS:
+        raise InvalidInput("Invalid case_id")
+    return int(value)
+
+
+class CaseService:
+    def __init__(self, session: Session, sealer: Sealer) -> None:
+        self.session = session
+        self._sealer = sealer
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def allocate(self, principal: Principal) -> Case:
+        begin_write(self.session)
+        case = self._allocate(principal)
+        self.session.commit()
+        return case
+
+    def _allocate(self, principal: Principal) -> Case:
+        """Reuse the caller's smallest released id, else take the next global one."""
+        case = self.session.scalar(
+            select(Case)
+            .where(Case.owner_id == principal.user_id, Case.state == CaseState.RELEASED)
+            .order_by(Case.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if case is None:
+            case = Case(id=next_value(self.session, CASE_COUNTER), owner_id=principal.user_id)
+            self.session.add(case)
+        case.state = CaseState.ALLOCATED
+        case.owner_role = principal.role.value
+        case.allocated_at = now_utc()
+        self.session.flush()
+        return case
+
+    def release(self, principal: Principal, case_id_text: str) -> dict[str, str]:
+        case_id = parse_case_id(case_id_text)
+        begin_write(self.session)
+        owns_any = self.session.scalar(select(exists().where(Case.owner_id == principal.user_id)))
+        if not owns_any:
+            return {"status": "skipped", "reason": "missing_counter"}
+        case = self.session.get(Case, case_id, with_for_update=True)
+        if case is None or case.owner_id != principal.user_id or case.state == CaseState.RELEASED:
+            return {"status": "skipped", "reason": "out_of_range"}
+        has_images = self.session.scalar(select(exists().where(Image.case_id == case_id)))
+        if case.state == CaseState.DECIDED or has_images:
+            return {"status": "skipped", "reason": "case_in_use"}
+        case.state = CaseState.RELEASED
+        self.session.commit()
+        return {"status": "ok", "case_id": str(case_id)}
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def record_decision(
+        self, principal: Principal, entry_type: EntryType, fields: dict[str, Any]
+    ) -> Case:
+        """Store the caller's decision; a later decision on the same case replaces it (kept in
+        the history)."""
+        case_id_text = str(fields.pop("case_id", "") or "")
+        case_id = parse_case_id(case_id_text) if case_id_text.strip() else None
+        begin_write(self.session)
+        now = now_utc()
+        if case_id is not None:
+            case = self._writable(principal, case_id, unknown_hint=True)
+        else:
+            case = self._allocate(principal)
+        if not fields.get("created_at"):
+            fields["created_at"] = wire_time(now)
+        if case.owner_id == principal.user_id:
+            case.owner_role = principal.role.value
+        case.state = CaseState.DECIDED
+        case.entry_type = entry_type.value
+        case.status = fields.get("status")
+        case.details = self._seal(case.id, fields)
+        case.decided_at = now
+        self._append_history(case, principal, "decision", fields)
+        self.session.commit()
+        return case
+
+    def update(self, principal: Principal, case_id_text: str, changes: dict[str, Any]) -> Case:
+        case_id = parse_case_id(case_id_text)
+        owner_hint = changes.pop("user_id", None)
+        changes.pop("user_role", None)
+        if not changes:
+            raise InvalidInput("No fields to update")
+        begin_write(self.session)
+        case = self._writable(principal, case_id)
+        if case.state != CaseState.DECIDED:
+            raise NotFound(CASE_NOT_FOUND)
+        if principal.role == Role.ADMIN and owner_hint and owner_hint != case.owner_id:
+            raise NotFound(CASE_NOT_FOUND)
+        details = self._open(case)
+        details.update(changes)
+        if "status" in changes:
+            case.status = changes["status"]
+        case.details = self._seal(case.id, details)
+        case.updated_at = now_utc()
+        self._append_history(case, principal, "edit", changes)
+        self.session.commit()
+        return case
+
+    def _writable(self, principal: Principal, case_id: int, *, unknown_hint: bool = False) -> Case:
+        case = self.session.get(Case, case_id, with_for_update=True)
+        if case is None:
+            raise NotFound(
+                "Unknown case_id; request one from POST /cases/next-id"
+                if unknown_hint
+                else CASE_NOT_FOUND
+            )
+        if not principal.sees_all_cases and case.owner_id != principal.user_id:
+            raise NotFound(CASE_NOT_FOUND)
+        return case
+
+    def claim_for_photo(self, principal: Principal, case_id: int | None) -> int:
+        """The case a new photo joins: the given one if the caller may add to it (a released id
+        is taken back by its owner), else a newly allocated one. Committed before the upload is
+        written, so no lock is held during file I/O."""
+        begin_write(self.session)
+        if case_id is None:
+            case = self._allocate(principal)
+        else:
+            case = self._writable(principal, case_id, unknown_hint=True)
+            if case.state == CaseState.RELEASED:
+                if case.owner_id != principal.user_id:
+                    raise Forbidden("Case id was released by its owner")
+                case.state = CaseState.ALLOCATED
+        self.session.commit()
+        return case.id
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_records(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        status: str | None = None,
+        include_uncertain: bool = True,
+        include_rejected: bool = True,
+    ) -> list[dict[str, Any]]:
+        query: Select[tuple[Case]] = select(Case).where(Case.state == CaseState.DECIDED)
+        if not principal.sees_all_cases:
+            query = query.where(Case.owner_id == principal.user_id)
+        if not include_uncertain:
+            query = query.where(Case.entry_type != EntryType.UNCERTAIN)
+        if not include_rejected:
+            query = query.where(Case.entry_type != EntryType.REJECT)
+        if status:
+            query = query.where(func.lower(Case.status) == status.lower())
+        query = query.order_by(Case.decided_at.desc(), Case.id.desc()).limit(limit)
+        cases = list(self.session.scalars(query))
+        image_ids = self._image_ids([c.id for c in cases])
+        return [self.to_record(c, image_ids.get(c.id, [])) for c in cases]
+
+    def to_record(self, case: Case, image_ids: list[str]) -> dict[str, Any]:
+        details = self._open(case)
+        record: dict[str, Any] = {
+            "case_id": str(case.id),
+            "user_id": case.owner_id,
+            "user_role": case.owner_role,
+            "image_id": None,
+            "blur_score": None,
+            "device": None,
+            "predictions": [],
+            "status": case.status,
+            "entry_type": case.entry_type,
+            "gender": None,
+            "age": None,
+            "location": None,
+            "symptoms": [],
+            "notes": None,
+            "image_paths": [],
+            "isLabeled": False,
+            "selected_prediction_index": None,
+            "correct_label": None,
+        }
+        record.update(details)
+        record["image_ids"] = image_ids
+        record["received_at"] = wire_time(case.decided_at)
+        record["updated_at"] = wire_time(case.updated_at)
+        return record
+
+    def _image_ids(self, case_ids: list[int]) -> dict[int, list[str]]:
+        grouped: dict[int, list[str]] = defaultdict(list)
+        if not case_ids:
+            return grouped
+        rows = self.session.execute(
+            select(Image.case_id, Image.id)
+            .where(Image.case_id.in_(case_ids))
+            .order_by(Image.created_at, Image.id)
+        )
+        for case_id, image_id in rows:
+            grouped[case_id].append(image_id)
+        return grouped
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    def _seal(self, case_id: int, fields: dict[str, Any]) -> bytes:
+        return self._sealer.seal(json.dumps(fields).encode(), f"case:{case_id}")
+
+    def _open(self, case: Case) -> dict[str, Any]:
+        if not case.details:
+            return {}
+        return json.loads(self._sealer.open(case.details, f"case:{case.id}"))
+
+    def _append_history(
+        self, case: Case, principal: Principal, action: str, fields: dict[str, Any]
+    ) -> None:
+        self.session.add(
+            CaseDecision(
+                case_id=case.id,
+                actor_id=principal.user_id,
+                action=action,
+                entry_type=case.entry_type,
+                status=case.status,
+                details=self._sealer.seal(json.dumps(fields).encode(), f"case-history:{case.id}"),
+            )
+        )

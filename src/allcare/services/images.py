@@ -1,0 +1,100 @@
+"""Photos: stored as blobs linked to their case, served only by known (owner, UUID) pairs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from allcare.services.access_log import record_access
+from allcare.services.cases import CaseService
+from allcare.services.errors import NotFound
+from allcare.services.principal import Principal, is_valid_user_id
+from allcare.store.blobs import BlobStore
+from allcare.store.db import begin_write
+from allcare.store.models import Image
+
+log = logging.getLogger(__name__)
+IMAGE_NAMESPACE = "images"
+IMAGE_FILE_PATTERN = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})\.jpg$"
+)
+IMAGE_NOT_FOUND = "Image not found"
+
+
+@dataclass(frozen=True)
+class PhotoToStore:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ServedImage:
+    data: bytes
+    content_type: str
+    sha256: str
+
+
+class ImageService:
+    def __init__(self, session: Session, blobs: BlobStore, cases: CaseService) -> None:
+        self.session = session
+        self._blobs = blobs
+        self._cases = cases
+
+    def store(self, principal: Principal, case_id: int | None, photo: PhotoToStore) -> Image:
+        """Blob first, then the row in one transaction; a failed commit removes the blob again,
+        so there is never a row without its file, nor a visible half-written file."""
+        target_case = self._cases.claim_for_photo(principal, case_id)
+        image_id = str(uuid.uuid4())
+        blob = self._blobs.put(IMAGE_NAMESPACE, image_id, photo.data, ".jpg")
+        try:
+            begin_write(self.session)
+            image = Image(
+                id=image_id,
+                owner_id=principal.user_id,
+                case_id=target_case,
+                blob_key=blob.key,
+                sha256=blob.sha256,
+                size_bytes=blob.size_bytes,
+                content_type=photo.content_type,
+                key_id=blob.key_id,
+                width=photo.width,
+                height=photo.height,
+            )
+            self.session.add(image)
+            self._blobs.settle(self.session, blob.key)
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            self._blobs.discard(blob.key)
+            raise
+        return image
+
+    def open_for_url(self, user_id: str, file_name: str, client: str | None) -> ServedImage:
+        """The unauthenticated image URL: only an existing image of that owner, view recorded."""
+        match = IMAGE_FILE_PATTERN.fullmatch(file_name)
+        begin_write(self.session)
+        image = (
+            self.session.get(Image, match.group(1)) if match and is_valid_user_id(user_id) else None
+        )
+        found = image is not None and image.owner_id == user_id
+        record_access(
+            self.session,
+            action="image.view",
+            resource=f"image:{match.group(1) if match else '-'}",
+            outcome="ok" if found else "not_found",
+            actor_id=None,
+            actor_kind="anonymous_url",
+            owner_id=user_id if found else None,
+            client=client,
+        )
+        self.session.commit()
+        if not found or image is None:
+            raise NotFound(IMAGE_NOT_FOUND)
+        data = self._blobs.read(image.blob_key, IMAGE_NAMESPACE, image.id)
+        return ServedImage(data=data, content_type=image.content_type, sha256=image.sha256)

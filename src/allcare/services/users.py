@@ -1,0 +1,183 @@
+"""Accounts: sign-in, administration from the CLI, and import of the legacy users.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from allcare.core.passwords import hash_password, is_bcrypt_hash, verify_password
+from allcare.services.errors import Conflict, InvalidInput, NotFound
+from allcare.services.principal import Role, is_valid_user_id
+from allcare.store.db import begin_write
+from allcare.store.models import Case, Image, User, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The enabled user with this password, or None; costs one bcrypt check either way."""
+    user = session.get(User, username) if is_valid_user_id(username) else None
+    ok = verify_password(password, user.password_hash if user else None)
+    if user is None or not ok or user.disabled:
+        return None
+    return user
+
+
+def active_user(session: Session, user_id: str) -> User | None:
+    user = session.get(User, user_id) if is_valid_user_id(user_id) else None
+    return None if user is None or user.disabled else user
+
+
+def credentials_version(user: User) -> int:
+    """Changes whenever the password, role or enabled state changes; carried in tokens."""
+    return int(user.credentials_changed_at.timestamp() * 1_000_000)
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value.strip().lower())
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown role {value!r}; use one of gp, doctor, admin") from exc
+
+
+def create_user(
+    session: Session,
+    user_id: str,
+    password: str,
+    role: str,
+    first_name: str = "",
+    last_name: str = "",
+) -> User:
+    if not is_valid_user_id(user_id):
+        raise InvalidInput("User id must be 1-64 letters, digits, '-' or '_'")
+    begin_write(session)
+    if session.get(User, user_id) is not None:
+        raise Conflict(f"User {user_id} already exists")
+    user = User(
+        id=user_id,
+        password_hash=hash_password(password),
+        role=parse_role(role).value,
+        first_name=first_name,
+        last_name=last_name,
+    )
+    session.add(user)
+    session.commit()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def _existing(session: Session, user_id: str) -> User:
+    begin_write(session)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def set_role(session: Session, user_id: str, role: str) -> User:
+    user = _existing(session, user_id)
+    user.role = parse_role(role).value
+    user.credentials_changed_at = utcnow()
+    session.commit()
+    return user
+
+
+def reset_password(session: Session, user_id: str, password: str) -> User:
+    user = _existing(session, user_id)
+    user.password_hash = hash_password(password)
+    user.credentials_changed_at = utcnow()
+    session.commit()
+    return user
+
+
+def set_disabled(session: Session, user_id: str, disabled: bool) -> User:
+    user = _existing(session, user_id)
+    user.disabled = disabled
+    user.credentials_changed_at = utcnow()
+    session.commit()
+    return user
+
+
+def delete_user(session: Session, user_id: str) -> None:
+    """Only accounts that own no patient data; others are disabled so their cases stay intact."""
+    user = _existing(session, user_id)
+    owned = session.scalar(select(func.count()).select_from(Case).where(Case.owner_id == user_id))
+    images = session.scalar(
+        select(func.count()).select_from(Image).where(Image.owner_id == user_id)
+    )
+    if owned or images:
+        raise Conflict(
+            f"User {user_id} owns {owned} case ids and {images} images; disable the account instead"
+        )
+    session.delete(user)
+    session.commit()
+
+
+@dataclass
+class UserImportReport:
+    added: list[str] = field(default_factory=list)
+    kept_existing: list[str] = field(default_factory=list)
+    defaulted_role: list[str] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)
+
+
+def import_legacy_users(session: Session, path: Path) -> UserImportReport:
+    """Add the legacy file's accounts that are new here; never overwrite an existing account."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"Cannot read users file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"Users file {path} must hold a JSON object keyed by user id")
+    report = UserImportReport()
+    begin_write(session)
+    for user_id, entry in data.items():
+        problem = _legacy_entry_problem(user_id, entry)
+        if problem:
+            report.invalid[str(user_id)] = problem
+            continue
+        if session.get(User, user_id) is not None:
+            report.kept_existing.append(user_id)
+            continue
+        role_text = str(entry.get("role") or "").strip().lower()
+        if role_text not in {r.value for r in Role}:
+            report.defaulted_role.append(user_id)
+            role_text = Role.GP.value
+        session.add(
+            User(
+                id=user_id,
+                password_hash=entry["password_hash"],
+                role=role_text,
+                first_name=str(entry.get("first_name") or ""),
+                last_name=str(entry.get("last_name") or ""),
+            )
+        )
+        report.added.append(user_id)
+    session.commit()
+    if report.defaulted_role:
+        log.warning(
+            "Users without a valid role were imported as 'gp' (least privilege): %s",
+            ", ".join(report.defaulted_role),
+        )
+    for user_id, problem in report.invalid.items():
+        log.warning("Skipped user %r from %s: %s", user_id, path, problem)
+    return report
+
+
+def _legacy_entry_problem(user_id: object, entry: object) -> str | None:
+    if not isinstance(user_id, str) or not is_valid_user_id(user_id):
+        return "user id must be 1-64 letters, digits, '-' or '_'"
+    if not isinstance(entry, dict):
+        return "entry is not an object"
+    password_hash = entry.get("password_hash")
+    if not isinstance(password_hash, str) or not is_bcrypt_hash(password_hash):
+        return "password_hash is not a bcrypt hash"
+    return None

@@ -1,0 +1,127 @@
+"""Engine, sessions and migrations. SQLite (WAL) by default, PostgreSQL through DATABASE_URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from allcare.store.models import Counter
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CASE_COUNTER = "case_id"
+
+
+_WRITE_OPTION = "allcare_write"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL so readers never block; write transactions (see ``begin_write``) lock up front."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Start a transaction that will write; any open read-only transaction is ended first.
+
+    On SQLite a deferred transaction that reads and then writes fails at once (SQLITE_BUSY) if
+    another writer committed in between; BEGIN IMMEDIATE waits for the lock (busy_timeout) instead.
+    On PostgreSQL this is a plain BEGIN; row locks (FOR UPDATE) do the rest.
+    """
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={_WRITE_OPTION: True})
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            _ensure_sqlite_dir(url)
+        else:
+            kwargs.update(pool_size=10, max_overflow=20)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def ensure_case_counter(self, start: int) -> None:
+        """The next case id is at least ``start`` (CASE_ID_START), never lower than one issued."""
+        with self.session() as session:
+            begin_write(session)
+            if session.get(Counter, CASE_COUNTER) is None:
+                session.add(Counter(name=CASE_COUNTER, value=start - 1))
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                begin_write(session)
+            session.execute(
+                update(Counter)
+                .where(Counter.name == CASE_COUNTER, Counter.value < start - 1)
+                .values(value=start - 1)
+            )
+            session.commit()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def next_value(session: Session, counter: str) -> int:
+    """Atomically take the next value of a named counter (row lock / SQLite write lock)."""
+    return session.execute(
+        update(Counter)
+        .where(Counter.name == counter)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    if path and path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,140 @@
+"""Fixtures: a real app on SQLite and on PostgreSQL, real users, real tokens."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from allcare.api.app import create_app
+from allcare.core.config import Settings
+from allcare.store.models import User
+from tests.postgres_server import temporary_cluster
+
+PASSWORD = "correct-horse-1"
+# A real bcrypt hash at low cost: fast tests, the same verification path as production hashes.
+_FAST_HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    external = os.environ.get("ALLCARE_TEST_POSTGRES_URL")
+    if external:
+        yield external
+        return
+    try:
+        with temporary_cluster() as url:
+            yield url
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("ALLCARE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required but could not be started: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test gets an empty database of its own on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'storage' / 'allcare.db'}"
+        return
+    server_url = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "storage_root": tmp_path / "storage",
+            "database_url": database_url,
+            "jwt_secret_key": TEST_JWT_SECRET,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+class Api:
+    """A running app plus helpers to create users and act as them."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    def add_user(self, user_id: str, role: str, *, disabled: bool = False) -> str:
+        with self.runtime.db.session() as session:
+            session.add(
+                User(
+                    id=user_id,
+                    password_hash=_FAST_HASH,
+                    role=role,
+                    first_name=user_id.title(),
+                    last_name="Tester",
+                    disabled=disabled,
+                )
+            )
+            session.commit()
+        return user_id
+
+    def token(self, user_id: str, password: str = PASSWORD) -> str:
+        response = self.client.post("/auth/login", json={"username": user_id, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def headers(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id)}"}
+
+    def as_user(self, user_id: str) -> TestClient:
+        """A client that sends this user's token on every request."""
+        client = TestClient(self.client.app)
+        client.headers.update(self.headers(user_id))
+        return client
+
+
+@pytest.fixture
+def make_api(settings: Settings) -> Iterator[Callable[..., Api]]:
+    clients: list[TestClient] = []
+
+    def start(custom: Settings | None = None) -> Api:
+        client = TestClient(create_app(custom or settings), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return Api(client)
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    return make_api()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from each test, never from the machine's environment."""
+    for name in [*Settings.model_fields, "storage_dir"]:
+        monkeypatch.delenv(name.upper(), raising=False)

@@ -1,0 +1,40 @@
+"""Stores one photo for gp1 and SIGKILLs itself at the crash point given on the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+import allcare.store.blobs as blobs_module
+from allcare.core.config import Settings
+from allcare.runtime import Runtime
+from allcare.store.models import Image
+from tests.photos import store_photo
+
+
+def die(*_args: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def holds_image(session: Session) -> bool:
+    return any(isinstance(obj, Image) for obj in session.identity_map.values())
+
+
+def main(crash_point: str) -> None:
+    runtime = Runtime.start(Settings())
+    if crash_point == "mid_write":
+        blobs_module.os.replace = die  # type: ignore[assignment] - the temp file is written, not renamed
+    elif crash_point == "before_commit":
+        event.listen(Session, "before_commit", lambda s: holds_image(s) and die())
+    elif crash_point == "after_commit":
+        event.listen(Session, "after_commit", lambda s: holds_image(s) and die())
+    store_photo(runtime, "gp1", None)
+    sys.exit("the crash point was never reached")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
