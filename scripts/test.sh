@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests bench
 .venv/bin/python -m pytest "$@"

@@ -31,7 +31,9 @@ def store_photo(runtime, user_id: str, case_id: int | None, data: bytes | None =
         user = session.get(User, user_id)
         assert user is not None
         principal = Principal(user.id, Role(user.role), user.first_name, user.last_name)
-        service = ImageService(session, runtime.blobs, CaseService(session, runtime.sealer))
+        service = ImageService(
+            session, runtime.blobs, runtime.sealer, CaseService(session, runtime.sealer)
+        )
         return service.store(
             principal,
             case_id,

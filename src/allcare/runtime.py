@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -17,6 +19,11 @@ from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 from allcare.store.models import User
 
+if TYPE_CHECKING:
+    from allcare.ml.batching import InferenceEngine
+    from allcare.ml.loading import LoadedModel, ModelOptions
+    from allcare.services.photo_checks import PhotoCheckService
+
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +34,9 @@ class Runtime:
     sealer: Sealer
     blobs: BlobStore
     tokens: TokenCodec
+    engine: InferenceEngine
+    decode_pool: ThreadPoolExecutor
+    photo_checks: PhotoCheckService
 
     @classmethod
     def open_store(cls, settings: Settings) -> tuple[Database, Sealer]:
@@ -44,6 +54,11 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
+        # ML imports are deferred so account commands of the CLI start without loading torch.
+        from allcare.ml.batching import InferenceEngine
+        from allcare.ml.photo import PhotoLimits
+        from allcare.services.photo_checks import PhotoCheckService
+
         if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
             raise ConfigError("Set both TLS_CERT_FILE and TLS_KEY_FILE for HTTPS, or neither")
         tokens = TokenCodec(
@@ -51,17 +66,47 @@ class Runtime:
             settings.jwt_algorithm,
             timedelta(hours=settings.jwt_expiration_hours),
         )
+        model = load_configured_model(settings)
         db, sealer = cls.open_store(settings)
         blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
         blobs.recover()
-        runtime = cls(settings=settings, db=db, sealer=sealer, blobs=blobs, tokens=tokens)
+        engine = InferenceEngine(
+            model,
+            max_batch=settings.batch_max_size,
+            max_wait_s=settings.batch_max_wait_ms / 1000,
+            queue_size=settings.inference_queue_size,
+        )
+        _, decode_workers = settings.thread_budget
+        decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
+        photo_checks = PhotoCheckService(
+            db=db,
+            blobs=blobs,
+            sealer=sealer,
+            engine=engine,
+            decode_pool=decode_pool,
+            limits=PhotoLimits(
+                max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
+            ),
+            blur_threshold=settings.blur_threshold,
+        )
+        runtime = cls(
+            settings=settings,
+            db=db,
+            sealer=sealer,
+            blobs=blobs,
+            tokens=tokens,
+            engine=engine,
+            decode_pool=decode_pool,
+            photo_checks=photo_checks,
+        )
         runtime._import_users_file()
         runtime._hint_if_no_accounts()
         log.info(
-            "AllCare Server ready: database %s, storage %s, encryption %s",
+            "AllCare Server ready: database %s, storage %s, encryption %s, model %s",
             "sqlite" if db.is_sqlite else "postgresql",
             settings.storage_root,
             "on" if sealer.encrypting else "off",
+            model.version if model else "none (POST /check-image answers 503)",
         )
         return runtime
 
@@ -93,4 +138,33 @@ class Runtime:
                 )
 
     def close(self) -> None:
+        self.engine.close()
+        self.decode_pool.shutdown(wait=True)
         self.db.dispose()
+
+
+def model_options(settings: Settings) -> ModelOptions:
+    from allcare.ml.loading import ModelOptions
+
+    threads, _ = settings.thread_budget
+    return ModelOptions(
+        runtime=settings.inference_runtime,
+        device=settings.model_device,
+        threads=threads,
+        fallback_cache_dir=settings.storage_root / "model-cache",
+        trust_pickle=settings.model_trust_pickle,
+    )
+
+
+def load_configured_model(settings: Settings) -> LoadedModel | None:
+    """MODEL_PATH, loaded and validated; a broken file stops start-up with the reason."""
+    from allcare.ml.loading import load_model
+    from allcare.ml.model_source import ModelLoadError
+
+    if settings.model_path is None:
+        log.warning("MODEL_PATH is not set: photos cannot be classified until a model is set")
+        return None
+    try:
+        return load_model(settings.model_path, model_options(settings))
+    except ModelLoadError as exc:
+        raise ConfigError(f"MODEL_PATH: {exc}") from exc

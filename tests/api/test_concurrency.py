@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
-from allcare.api.app import create_app
-from allcare.core.config import Settings
-from tests.conftest import PASSWORD, Api
+from tests.conftest import PASSWORD, Api, live_server
 
 CLIENTS = 16
 CASES_PER_CLIENT = 6
 
 
 @pytest.fixture
-def server_url(settings: Settings, api: Api) -> Iterator[str]:
+def server_url(api: Api) -> Iterator[str]:
     for n in range(CLIENTS):
         api.add_user(f"gp{n}", "gp")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(api.client.app) as url:
+        yield url
 
 
 def _gp_session(base: str, n: int) -> list[str]:

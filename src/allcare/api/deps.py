@@ -45,7 +45,7 @@ CasesDep = Annotated[CaseService, Depends(get_case_service)]
 
 
 def get_image_service(session: SessionDep, runtime: RuntimeDep, cases: CasesDep) -> ImageService:
-    return ImageService(session, runtime.blobs, cases)
+    return ImageService(session, runtime.blobs, runtime.sealer, cases)
 
 
 ImagesDep = Annotated[ImageService, Depends(get_image_service)]
@@ -61,14 +61,18 @@ def require_api_key(request: Request, runtime: RuntimeDep) -> None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid API key")
 
 
-def _principal(user: User, method: AuthMethod) -> Principal:
-    return Principal(
+def _principal(session: Session, user: User, method: AuthMethod) -> Principal:
+    principal = Principal(
         user_id=user.id,
         role=Role(user.role),
         first_name=user.first_name,
         last_name=user.last_name,
         method=method,
     )
+    # End the lookup's transaction: the connection goes back to the pool while the request
+    # decodes or waits for inference, and no read snapshot is held meanwhile.
+    session.commit()
+    return principal
 
 
 def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
@@ -94,7 +98,7 @@ def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
             "Token was revoked (credentials changed); please log in again",
             headers=BEARER,
         )
-    return _principal(user, AuthMethod.TOKEN)
+    return _principal(session, user, AuthMethod.TOKEN)
 
 
 def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
@@ -124,7 +128,7 @@ def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep)
     user = active_user(session, user_id)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
-    return _principal(user, AuthMethod.LEGACY_HEADERS)
+    return _principal(session, user, AuthMethod.LEGACY_HEADERS)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

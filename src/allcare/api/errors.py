@@ -12,8 +12,11 @@ from allcare.services.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Overloaded,
+    PayloadTooLarge,
     ServiceError,
     Unavailable,
+    UnsupportedMedia,
 )
 from allcare.store.crypto import DecryptionError
 
@@ -24,6 +27,8 @@ _STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    PayloadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    UnsupportedMedia: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
@@ -31,7 +36,8 @@ _STATUS_BY_ERROR: dict[type[ServiceError], int] = {
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     code = next(c for kind, c in _STATUS_BY_ERROR.items() if isinstance(exc, kind))
-    return JSONResponse({"detail": exc.detail}, status_code=code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    return JSONResponse({"detail": exc.detail}, status_code=code, headers=headers)
 
 
 async def _decryption_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,17 @@ class Settings(BaseSettings):
     enable_docs: bool = True
 
     model_path: Path | None = None
+    model_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    model_trust_pickle: bool = False
+    inference_runtime: Literal["torch", "onnx"] = "onnx"
+    inference_threads: int = Field(0, ge=0, le=256)
+    decode_workers: int = Field(0, ge=0, le=64)
+    batch_max_size: int = Field(8, ge=1, le=64)
+    batch_max_wait_ms: float = Field(2.0, ge=0, le=200)
+    inference_queue_size: int = Field(64, ge=1, le=10_000)
+    max_image_pixels: int = Field(50_000_000, ge=10_000)
+    min_image_side: int = Field(64, ge=1)
+    blur_threshold: float = Field(8.0, ge=0)
 
     @field_validator("tls_cert_file", "tls_key_file", "users_file", "model_path", mode="before")
     @classmethod
@@ -80,6 +92,19 @@ class Settings(BaseSettings):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @cached_property
+    def thread_budget(self) -> tuple[int, int]:
+        """(inference threads, decode workers) that together fit the cores this process may use.
+
+        Inference gets every core; decoding gets about a third of them (at least one), which
+        overlaps the next photos' decoding with the current batch without starving it.
+        """
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = cores or 1
+        inference = self.inference_threads or cores
+        decode = self.decode_workers or max(1, cores // 3)
+        return inference, decode
 
 
 def load_settings() -> Settings:

@@ -137,8 +137,17 @@ class CaseService:
         self.session.commit()
         return case
 
-    def _writable(self, principal: Principal, case_id: int, *, unknown_hint: bool = False) -> Case:
-        case = self.session.get(Case, case_id, with_for_update=True)
+    def check_photo_target(self, principal: Principal, case_id: int) -> None:
+        """Read-only: refuse early, before any image work, a case the caller may not add to."""
+        case = self._writable(principal, case_id, unknown_hint=True, lock=False)
+        if case.state == CaseState.RELEASED and case.owner_id != principal.user_id:
+            raise Forbidden("Case id was released by its owner")
+        self.session.rollback()
+
+    def _writable(
+        self, principal: Principal, case_id: int, *, unknown_hint: bool = False, lock: bool = True
+    ) -> Case:
+        case = self.session.get(Case, case_id, with_for_update=lock)
         if case is None:
             raise NotFound(
                 "Unknown case_id; request one from POST /cases/next-id"
@@ -151,9 +160,8 @@ class CaseService:
 
     def claim_for_photo(self, principal: Principal, case_id: int | None) -> int:
         """The case a new photo joins: the given one if the caller may add to it (a released id
-        is taken back by its owner), else a newly allocated one. Committed before the upload is
-        written, so no lock is held during file I/O."""
-        begin_write(self.session)
+        is taken back by its owner), else a newly allocated one. Runs inside the caller's write
+        transaction."""
         if case_id is None:
             case = self._allocate(principal)
         else:
@@ -162,7 +170,6 @@ class CaseService:
                 if case.owner_id != principal.user_id:
                     raise Forbidden("Case id was released by its owner")
                 case.state = CaseState.ALLOCATED
-        self.session.commit()
         return case.id
 
     # -- reading ---------------------------------------------------------------------------

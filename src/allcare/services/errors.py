@@ -25,3 +25,19 @@ class Conflict(ServiceError):
 
 class Unavailable(ServiceError):
     pass
+
+
+class Overloaded(Unavailable):
+    """Temporarily refused for load; the client may retry after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(ServiceError):
+    pass
+
+
+class UnsupportedMedia(ServiceError):
+    pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -13,7 +14,8 @@ from allcare.services.access_log import record_access
 from allcare.services.cases import CaseService
 from allcare.services.errors import NotFound
 from allcare.services.principal import Principal, is_valid_user_id
-from allcare.store.blobs import BlobStore
+from allcare.store.blobs import BlobStore, StoredBlob
+from allcare.store.crypto import Sealer
 from allcare.store.db import begin_write
 from allcare.store.models import Image
 
@@ -31,6 +33,17 @@ class PhotoToStore:
     content_type: str
     width: int
     height: int
+    blur_score: float | None = None
+    probabilities: list[float] | None = None
+    model_version: str | None = None
+
+
+@dataclass
+class PendingUpload:
+    image_id: str
+    case_id: int
+    blob_key: str
+    blob: StoredBlob | None = None
 
 
 @dataclass(frozen=True)
@@ -41,23 +54,50 @@ class ServedImage:
 
 
 class ImageService:
-    def __init__(self, session: Session, blobs: BlobStore, cases: CaseService) -> None:
+    def __init__(
+        self, session: Session, blobs: BlobStore, sealer: Sealer, cases: CaseService
+    ) -> None:
         self.session = session
         self._blobs = blobs
+        self._sealer = sealer
         self._cases = cases
 
     def store(self, principal: Principal, case_id: int | None, photo: PhotoToStore) -> Image:
-        """Blob first, then the row in one transaction; a failed commit removes the blob again,
-        so there is never a row without its file, nor a visible half-written file."""
+        upload = self.begin_upload(principal, case_id)
+        self.write_blob(upload, photo.data)
+        return self.finish_upload(upload, principal, photo)
+
+    def begin_upload(self, principal: Principal, case_id: int | None) -> PendingUpload:
+        """Claim the case and record the blob intent in one commit, before any file I/O."""
+        begin_write(self.session)
         target_case = self._cases.claim_for_photo(principal, case_id)
         image_id = str(uuid.uuid4())
-        blob = self._blobs.put(IMAGE_NAMESPACE, image_id, photo.data, ".jpg")
+        key = self._blobs.key_for(IMAGE_NAMESPACE, image_id, ".jpg")
+        self._blobs.intend(self.session, key)
+        self.session.commit()
+        return PendingUpload(image_id=image_id, case_id=target_case, blob_key=key)
+
+    def write_blob(self, upload: PendingUpload, data: bytes) -> None:
+        """File I/O only (no database): may run while the photo is being classified."""
+        try:
+            upload.blob = self._blobs.write(upload.blob_key, IMAGE_NAMESPACE, upload.image_id, data)
+        except BaseException:
+            self.abandon(upload)
+            raise
+
+    def finish_upload(
+        self, upload: PendingUpload, principal: Principal, photo: PhotoToStore
+    ) -> Image:
+        """The row and the intent's removal commit together; on failure the blob goes again,
+        so there is never a row without its file, nor a visible half-written file."""
+        blob = upload.blob
+        assert blob is not None, "write_blob first"
         try:
             begin_write(self.session)
             image = Image(
-                id=image_id,
+                id=upload.image_id,
                 owner_id=principal.user_id,
-                case_id=target_case,
+                case_id=upload.case_id,
                 blob_key=blob.key,
                 sha256=blob.sha256,
                 size_bytes=blob.size_bytes,
@@ -65,15 +105,26 @@ class ImageService:
                 key_id=blob.key_id,
                 width=photo.width,
                 height=photo.height,
+                blur_score=photo.blur_score,
+                probabilities=self._seal_probabilities(upload.image_id, photo.probabilities),
+                model_version=photo.model_version,
             )
             self.session.add(image)
             self._blobs.settle(self.session, blob.key)
             self.session.commit()
         except BaseException:
             self.session.rollback()
-            self._blobs.discard(blob.key)
+            self.abandon(upload)
             raise
         return image
+
+    def abandon(self, upload: PendingUpload) -> None:
+        self._blobs.discard(upload.blob_key)
+
+    def _seal_probabilities(self, image_id: str, values: list[float] | None) -> bytes | None:
+        if values is None:
+            return None
+        return self._sealer.seal(json.dumps(values).encode(), f"image-probabilities:{image_id}")
 
     def open_for_url(self, user_id: str, file_name: str, client: str | None) -> ServedImage:
         """The unauthenticated image URL: only an existing image of that owner, view recorded."""

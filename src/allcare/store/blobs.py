@@ -1,7 +1,8 @@
 """Blob files under STORAGE_ROOT: written atomically, sealed at rest, crash-safe with the database.
 
-A write first commits an intent row, then writes the file (temp file, fsync, rename). The caller
-deletes the intent in the same transaction that commits the row pointing at the blob. After a
+A write first commits an intent row (``intend``), then writes the file (``write``: temp file,
+fsync, rename). The caller deletes the intent (``settle``) in the same transaction that commits
+the row pointing at the blob. After a
 crash, an intent still present names a file no committed row references; start-up removes it.
 So there is never a row without its file, and never a half-written file under a final name.
 One server process per STORAGE_ROOT: recovery at start-up assumes no other writer is running.
@@ -44,23 +45,22 @@ class BlobStore:
         self._db = db
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def put(self, namespace: str, blob_id: str, data: bytes, suffix: str) -> StoredBlob:
+    def key_for(self, namespace: str, blob_id: str, suffix: str) -> str:
+        """Where a new blob goes; sealed blobs get ``.enc`` so a plain read never serves them."""
+        return f"{namespace}/{blob_id[:2]}/{blob_id}{'.enc' if self._sealer.encrypting else suffix}"
+
+    def intend(self, session: Session, key: str) -> None:
+        """Part of the caller's transaction, committed before the file is written."""
+        session.add(BlobIntent(key=key))
+
+    def write(self, key: str, namespace: str, blob_id: str, data: bytes) -> StoredBlob:
         sealed = self._sealer.seal(data, f"{namespace}:{blob_id}")
-        encrypted = sealed is not data
-        key = f"{namespace}/{blob_id[:2]}/{blob_id}{'.enc' if encrypted else suffix}"
-        with self._db.session() as session:
-            session.add(BlobIntent(key=key))
-            session.commit()
-        try:
-            _write_atomically(self._path(key), sealed)
-        except BaseException:
-            self.discard(key)
-            raise
+        _write_atomically(self._path(key), sealed)
         return StoredBlob(
             key=key,
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
-            key_id=self._sealer.current_key_id if encrypted else None,
+            key_id=self._sealer.current_key_id,
         )
 
     def settle(self, session: Session, key: str) -> None:

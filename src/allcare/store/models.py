@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -116,6 +117,11 @@ class Image(Base):
     key_id: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
+    blur_score: Mapped[float | None] = mapped_column(Float)
+    # All class probabilities in CLASS_NAMES order (sealed JSON), so active learning never
+    # re-runs inference, and the model version that produced them.
+    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary)
+    model_version: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -3,22 +3,35 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
+from pydantic import BaseModel
 
-from allcare.api.deps import CameraPrincipalDep
-from allcare.services.cases import parse_case_id
-from allcare.services.errors import Unavailable
+from allcare.api.deps import CameraPrincipalDep, RuntimeDep
+from allcare.api.schemas.common import Prediction
 
 router = APIRouter(tags=["images"])
 
 
-@router.post("/check-image")
-def check_image(
+class CheckImageOut(BaseModel):
+    status: str
+    message: str
+    blur_score: float
+    predictions: list[Prediction]
+    image_id: str
+    case_id: str | None
+    user_id: str
+    user_role: str | None
+    model_version: str
+
+
+@router.post("/check-image", response_model=CheckImageOut)
+async def check_image(
     principal: CameraPrincipalDep,
+    runtime: RuntimeDep,
     file: Annotated[UploadFile, File()],
     case_id: Annotated[str | None, Query(max_length=64)] = None,
     predict_only: bool = False,
-) -> None:
-    """Identity is checked first; without a loaded model nothing is stored (D18)."""
-    if case_id:
-        parse_case_id(case_id)
-    raise Unavailable("Model not loaded")
+) -> dict[str, object]:
+    """Blur check and classification; a sharp photo is stored with its case unless predict_only.
+    A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere."""
+    data = await file.read()
+    return await runtime.photo_checks.check(principal, data, case_id, predict_only)

@@ -1,0 +1,60 @@
+"""Shared by the benchmarks: the test photos, a real-size model file and timing helpers."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from allcare.ml.architectures import build
+
+HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000-dev"
+FULLRES = HAM / "fullres" / "images"
+
+
+def photos() -> dict[str, bytes]:
+    """A real 600x450 HAM10000 original, and the same photo as a 12 MP phone-sized JPEG."""
+    source = sorted(FULLRES.glob("*.jpg"))[0] if FULLRES.exists() else None
+    if source is None:
+        raise SystemExit(f"{FULLRES} not found: the benchmarks use the ham10000-dev images")
+    original = source.read_bytes()
+    big = io.BytesIO()
+    Image.open(source).resize((4032, 3024), Image.Resampling.BICUBIC).save(big, "JPEG", quality=90)
+    return {"600x450": original, "4032x3024": big.getvalue()}
+
+
+def model_file(folder: Path, architecture: str = "resnet50") -> Path:
+    """A real-architecture checkpoint with random weights: real compute cost, no download."""
+    path = folder / f"{architecture}.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        module = build(architecture).eval()
+        torch.save({"model_state_dict": module.state_dict(), "architecture": architecture}, path)
+    return path
+
+
+def time_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
+    """Median wall time of one call, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB, from /proc."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]

@@ -1,0 +1,178 @@
+"""End-to-end POST /check-image: p50/p95 latency and throughput at concurrency 1, 4 and 16 for a
+600x450 and a 4032x3024 photo, compared with the raw pipeline measured in the same run, and the
+server's memory against the model runtime's.
+
+    .venv/bin/python bench/check_image.py                # starts its own server (resnet50)
+    .venv/bin/python bench/check_image.py --url http://host:8000 --user user001
+
+The camera flow is measured: legacy X-User-Id identity, photo stored with a new case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import model_file, photos, rss_mb
+from raw_model import measure
+
+CONCURRENCY = (1, 4, 16)
+PYTHON = sys.executable
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: Path, storage: Path, user: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STORAGE_ROOT": str(storage),
+        "MODEL_PATH": str(model),
+        "BACKSERVER_HOST": "127.0.0.1",
+        "BACKSERVER_PORT": str(port),
+        "LOG_LEVEL": "warning",
+    }
+    subprocess.run(
+        [PYTHON, "-m", "allcare", "users", "add", user, "--role", "gp", "--password-stdin"],
+        input=b"bench-password-1\n",
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    server = subprocess.Popen([PYTHON, "-m", "allcare", "serve"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).json()["model"]["loaded"]:
+                return server, url
+        except (httpx.HTTPError, KeyError):
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit("server did not become ready")
+
+
+def model_runtime_peak_mb(model: Path, storage: Path) -> float:
+    """Peak memory of a process that only loads the model the way the server does."""
+    code = (
+        "import sys; sys.path.insert(0, 'bench');"
+        "from _common import rss_mb;"
+        "from allcare.core.config import Settings;"
+        "from allcare.runtime import load_configured_model;"
+        "load_configured_model(Settings()); print(rss_mb()[1])"
+    )
+    env = {**os.environ, "MODEL_PATH": str(model), "STORAGE_ROOT": str(storage)}
+    out = subprocess.run([PYTHON, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+async def run_level(url: str, user: str, photo: bytes, concurrency: int, total: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(total):
+        queue.put_nowait(n)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.post(
+                    "/check-image",
+                    files={"file": ("photo.jpg", photo, "image/jpeg")},
+                    headers={"X-User-Id": user, "X-User-Role": "gp"},
+                )
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200 or response.json()["status"] != "success":
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "throughput": total / elapsed,
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="target a running server instead of starting one")
+    parser.add_argument("--user", default="bench", help="existing user id for --url")
+    parser.add_argument("--model", type=Path, help="model file (default: random-weight resnet50)")
+    parser.add_argument("--requests", type=int, default=8, help="requests per client")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="allcare-bench-"))
+    model = args.model or model_file(work)
+    print("Measuring the raw pipeline first (nothing else running)...", flush=True)
+    raw = measure(model, repeat=20)
+    runtime_mb = model_runtime_peak_mb(model, work / "probe")
+
+    server = None
+    url = args.url
+    if url is None:
+        server, url = start_server(model, work / "storage", args.user)
+    try:
+        images = photos()
+        for photo in images.values():  # warm-up: first requests pay one-off costs
+            asyncio.run(run_level(url, args.user, photo, 2, 4))
+        print(
+            f"\nPOST /check-image, ResNet50 fp32 on CPU ({os.cpu_count()} cores), "
+            f"raw pipeline runtime: {raw.best_runtime}"
+        )
+        header = (
+            f"{'photo':<10} {'conc':>4} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
+            f"{'errors':>6} {'p50/raw b1':>10} {'req/s / raw b8':>14}"
+        )
+        print(header)
+        for name, photo in images.items():
+            for concurrency in CONCURRENCY:
+                total = max(24, args.requests * concurrency)
+                result = asyncio.run(run_level(url, args.user, photo, concurrency, total))
+                print(
+                    f"{name:<10} {concurrency:>4} {result['p50']:>8.1f} {result['p95']:>8.1f} "
+                    f"{result['throughput']:>7.1f} {result['errors']:>6} "
+                    f"{result['p50'] / raw.pipeline_b1_ms[name]:>10.2f} "
+                    f"{result['throughput'] / raw.pipeline_batched_per_s[name]:>14.2f}"
+                )
+            print(
+                f"{'':<10} raw pipeline: b1 {raw.pipeline_b1_ms[name]:.1f} ms, "
+                f"batched {raw.pipeline_batched_per_s[name]:.1f} img/s"
+            )
+        if server is not None:
+            current, peak = rss_mb(server.pid)
+            print(
+                f"\nServer memory: {current:.0f} MB now, {peak:.0f} MB peak; model runtime alone "
+                f"{runtime_mb:.0f} MB peak; server overhead {peak - runtime_mb:.0f} MB "
+                "(target: at most 300)"
+            )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

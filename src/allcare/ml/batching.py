@@ -1,0 +1,140 @@
+"""One inference thread that groups concurrent requests into micro-batches and can swap models.
+
+Requests wait in a bounded queue. The thread takes the first waiting request, everything else
+already queued (up to the batch size), and, only if others were waiting, lingers up to
+``max_wait`` for more. A lone request therefore never waits. Each batch runs on the model that is
+current when the batch starts; a swap replaces that reference, so batches in flight finish on the
+old model and no request fails because of a swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from allcare.ml.loading import LoadedModel
+from allcare.ml.runners import softmax
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the queue holds; the client should retry shortly."""
+
+
+class NoModel(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: np.ndarray
+    model_version: str
+
+
+@dataclass
+class _Job:
+    model_input: np.ndarray
+    future: Future[Prediction]
+
+
+_STOP = object()
+
+
+class InferenceEngine:
+    def __init__(
+        self, model: LoadedModel | None, *, max_batch: int, max_wait_s: float, queue_size: int
+    ) -> None:
+        self._model = model
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._queue: queue.Queue[_Job | object] = queue.Queue(maxsize=queue_size)
+        self.batches_run = 0
+        self.images_run = 0
+        self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self._model
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Serve ``model`` from the next batch on; it must already be loaded and validated."""
+        previous, self._model = self._model, model
+        log.info("Serving model %s (was %s)", model.version, previous.version if previous else None)
+        return previous
+
+    def submit(self, model_input: np.ndarray) -> Future[Prediction]:
+        if self._model is None:
+            raise NoModel
+        job = _Job(model_input, Future())
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full as exc:
+            raise QueueFull from exc
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch, stop = self._gather(first)
+            self._run(batch)
+            if stop:
+                return
+
+    def _gather(self, first: object) -> tuple[list[_Job], bool]:
+        assert isinstance(first, _Job)
+        batch = [first]
+        deadline = None
+        while len(batch) < self._max_batch:
+            try:
+                if deadline is None:
+                    item = self._queue.get_nowait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                if deadline is not None or len(batch) == 1 or self._max_wait_s <= 0:
+                    break
+                deadline = time.monotonic() + self._max_wait_s
+                continue
+            if item is _STOP:
+                return batch, True
+            assert isinstance(item, _Job)
+            batch.append(item)
+        return batch, False
+
+    def _run(self, batch: list[_Job]) -> None:
+        model = self._model
+        try:
+            if model is None:
+                raise NoModel
+            inputs = np.stack([job.model_input for job in batch])
+            probabilities = softmax(model.runner.run(inputs))
+        except Exception as exc:
+            log.exception("Inference failed for a batch of %d", len(batch))
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        self.batches_run += 1
+        self.images_run += len(batch)
+        for job, row in zip(batch, probabilities, strict=True):
+            job.future.set_result(Prediction(row, model.version))

@@ -1,0 +1,95 @@
+"""Turns a model file into a validated, ready-to-serve model (the only way models enter serving).
+
+With the ONNX runtime the server process never imports torch: ONNX files load directly, and
+PyTorch files are exported once in a child process (ml/onnx_export.py) and cached by hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from allcare.ml.classes import NUM_CLASSES
+from allcare.ml.model_source import ModelFormat, ModelLoadError, ModelSource, sha256_file
+from allcare.ml.onnx_export import cached_or_exported
+from allcare.ml.preprocess import INPUT_SIZE
+from allcare.ml.runners import OnnxRunner, Runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    runtime: str
+    device: str
+    threads: int
+    fallback_cache_dir: Path
+    trust_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    source: ModelSource
+    runner: Runner
+
+
+def load_model(path: Path, options: ModelOptions, version: str | None = None) -> LoadedModel:
+    """Load (converting to ONNX if asked), then prove the model with warm-up passes."""
+    if not path.is_file():
+        raise ModelLoadError(f"Model file {path} does not exist")
+    if path.suffix.lower() == ".onnx":
+        source = ModelSource(path, sha256_file(path), ModelFormat.ONNX, None)
+        runner: Runner = _onnx_runner(path, options)
+    elif options.runtime == "onnx":
+        sha = sha256_file(path)
+        onnx_path, described = cached_or_exported(
+            path, sha, options.fallback_cache_dir, options.trust_pickle
+        )
+        source = ModelSource(path, sha, ModelFormat(described["format"]), described["architecture"])
+        runner = _onnx_runner(onnx_path, options)
+    else:
+        from allcare.ml.model_file import read_model
+        from allcare.ml.torch_runtime import TorchRunner
+
+        source, module = read_model(path, trust_pickle=options.trust_pickle)
+        runner = TorchRunner(module, options.device, options.threads)
+    _warm_up(runner, path)
+    loaded = LoadedModel(version or f"{path.stem}@{source.sha256[:12]}", source, runner)
+    log.info(
+        "Model %s loaded from %s (%s%s) on %s with %s",
+        loaded.version,
+        path,
+        source.format.value,
+        f", {source.architecture}" if source.architecture else "",
+        runner.device,
+        runner.runtime,
+    )
+    return loaded
+
+
+def _onnx_runner(path: Path, options: ModelOptions) -> OnnxRunner:
+    try:
+        return OnnxRunner(path, options.device, options.threads)
+    except Exception as exc:
+        raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+
+
+def _warm_up(runner: Runner, path: Path) -> None:
+    for batch in (1, 2):
+        try:
+            logits = runner.run(np.zeros((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path} fails a forward pass on a {batch}x3x224x224 batch: {exc}"
+            ) from exc
+        if logits.shape != (batch, NUM_CLASSES):
+            raise ModelLoadError(
+                f"{path} outputs shape {tuple(logits.shape)} for a batch of {batch}; "
+                f"expected ({batch}, {NUM_CLASSES}) for the 7 HAM10000 classes"
+            )
+        if not np.isfinite(logits).all():
+            raise ModelLoadError(f"{path} outputs non-finite values on a blank image")

@@ -1,0 +1,116 @@
+"""Converts a PyTorch model file to ONNX in a child process, so the server never imports torch
+(importing it alone costs about 550 MB of resident memory).
+
+The export is cached by the source file's sha256, next to the source when that folder is
+writable, else in a fallback folder, with a JSON sidecar describing the source. The child
+checks that ONNX Runtime gives the same probabilities as PyTorch before the export is used.
+
+    python -m allcare.ml.onnx_export SOURCE TARGET [--trust-pickle]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allcare.ml.model_source import ModelLoadError
+from allcare.ml.preprocess import INPUT_SIZE
+
+EXPORT_TOLERANCE = 1e-4
+EXPORT_TIMEOUT_S = 900
+
+
+def cache_name(source: Path, sha256: str) -> str:
+    return f".{source.name}.{sha256[:16]}.onnx"
+
+
+def sidecar(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".json")
+
+
+def cached_or_exported(
+    source: Path, sha256: str, fallback_dir: Path, trust_pickle: bool
+) -> tuple[Path, dict[str, Any]]:
+    folders = [source.parent, fallback_dir]
+    for folder in folders:
+        candidate = folder / cache_name(source, sha256)
+        if candidate.is_file() and sidecar(candidate).is_file():
+            return candidate, json.loads(sidecar(candidate).read_text())
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            target = folder / cache_name(source, sha256)
+            return target, export_in_subprocess(source, target, trust_pickle)
+    raise ModelLoadError(f"No writable folder for the ONNX export of {source}")
+
+
+def export_in_subprocess(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
+    command = [sys.executable, "-m", "allcare.ml.onnx_export", str(source), str(target)]
+    if trust_pickle:
+        command.append("--trust-pickle")
+    try:
+        done = subprocess.run(  # noqa: S603 - our own module, arguments are paths
+            command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelLoadError(f"Exporting {source} to ONNX took over {EXPORT_TIMEOUT_S} s") from exc
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelLoadError(reason.removeprefix("ModelLoadError: "))
+    return json.loads(sidecar(target).read_text())
+
+
+def export(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
+    from allcare.ml.model_file import read_model
+    from allcare.ml.runners import OnnxRunner, softmax
+    from allcare.ml.torch_runtime import export_onnx, torch_probabilities
+
+    model_source, module = read_model(source, trust_pickle=trust_pickle)
+    try:
+        export_onnx(module, target)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot export {source} to ONNX: {exc}") from exc
+    sample = np.random.default_rng(0).standard_normal((2, 3, INPUT_SIZE, INPUT_SIZE))
+    sample = sample.astype(np.float32)
+    exported = softmax(OnnxRunner(target, "cpu", 1).run(sample))
+    difference = float(np.abs(exported - torch_probabilities(module, sample)).max())
+    if difference > EXPORT_TOLERANCE:
+        target.unlink(missing_ok=True)
+        raise ModelLoadError(
+            f"The ONNX export of {source} differs from PyTorch by {difference:.2e} "
+            f"(> {EXPORT_TOLERANCE}); use INFERENCE_RUNTIME=torch for this model"
+        )
+    metadata = {
+        "source_sha256": model_source.sha256,
+        "format": model_source.format.value,
+        "architecture": model_source.architecture,
+        "max_difference": difference,
+    }
+    temp = sidecar(target).with_suffix(".partial")
+    temp.write_text(json.dumps(metadata))
+    temp.replace(sidecar(target))
+    return metadata
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Export a PyTorch model file to ONNX.")
+    parser.add_argument("source", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--trust-pickle", action="store_true")
+    args = parser.parse_args()
+    try:
+        print(json.dumps(export(args.source, args.target, args.trust_pickle)))
+    except ModelLoadError as exc:
+        print(f"ModelLoadError: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()
