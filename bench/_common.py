@@ -8,10 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from PIL import Image
-
-from allcare.ml.architectures import build
 
 HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000-dev"
 FULLRES = HAM / "fullres" / "images"
@@ -32,6 +29,10 @@ def model_file(folder: Path, architecture: str = "resnet50") -> Path:
     """A real-architecture checkpoint with random weights: real compute cost, no download."""
     path = folder / f"{architecture}.pt"
     if not path.exists():
+        import torch
+
+        from allcare.ml.architectures import build
+
         torch.manual_seed(0)
         module = build(architecture).eval()
         torch.save({"model_state_dict": module.state_dict(), "architecture": architecture}, path)

@@ -37,13 +37,16 @@ class RawResults:
     model_runtime_rss_mb: float
 
 
-def measure(model_path: Path, repeat: int) -> RawResults:
+def measure(
+    model_path: Path, repeat: int, runtimes: tuple[str, ...] = ("onnx", "torch")
+) -> RawResults:
     threads, _ = Settings().thread_budget
     cache = Path(tempfile.mkdtemp(prefix="allcare-bench-cache-"))
     base_rss = rss_mb()[0]
     models: dict[str, LoadedModel] = {}
     forward: dict[str, dict[int, float]] = {}
-    for runtime in ("onnx", "torch"):
+    onnx_rss = 0.0
+    for runtime in runtimes:
         model = load_model(model_path, ModelOptions(runtime, "cpu", threads, cache))
         if runtime == "onnx":
             onnx_rss = rss_mb()[0] - base_rss

@@ -72,6 +72,7 @@ class Runtime:
         blobs.recover()
         engine = InferenceEngine(
             model,
+            options=model_options(settings),
             max_batch=settings.batch_max_size,
             max_wait_s=settings.batch_max_wait_ms / 1000,
             queue_size=settings.inference_queue_size,

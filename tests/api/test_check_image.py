@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 
 from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
-from allcare.ml.loading import ModelOptions, load_model
 from allcare.store.models import Case
 from allcare.store.models import Image as ImageRow
 from tests.conftest import Api, live_server
@@ -251,11 +250,7 @@ def test_health_reports_the_model(served: Api) -> None:
 
 
 def test_model_swap_under_concurrent_uploads_loses_no_request(served: Api, tmp_path: Path) -> None:
-    replacement = load_model(
-        tiny_torchscript(tmp_path / "favours_mel.pt", favour=4),
-        ModelOptions("torch", "cpu", 2, tmp_path),
-        version="mel-lover",
-    )
+    replacement = tiny_torchscript(tmp_path / "favours_mel.pt", favour=4)
     old_version = served.runtime.engine.model.version
 
     def send(n: int) -> tuple[int, str]:
@@ -266,7 +261,7 @@ def test_model_swap_under_concurrent_uploads_loses_no_request(served: Api, tmp_p
     with live_server(served.client.app) as url, ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, n) for n in range(48)]
         time.sleep(0.2)
-        served.runtime.engine.swap(replacement)
+        served.runtime.engine.replace(replacement, "mel-lover")
         results = [f.result() for f in futures]
         after = send(99)
     assert all(status == 200 for status, _ in results)

@@ -8,6 +8,7 @@ import pytest
 from allcare.ml.batching import InferenceEngine, NoModel, QueueFull
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.loading import LoadedModel, ModelOptions, load_model
+from allcare.ml.model_source import ModelLoadError
 from tests.models import tiny_torchscript
 
 INPUT = np.random.default_rng(0).standard_normal((3, 224, 224)).astype(np.float32)
@@ -21,11 +22,16 @@ def tiny(tmp_path: Path, name: str, favour: int) -> LoadedModel:
 
 
 @pytest.fixture
-def engine():
+def engine(tmp_path: Path):
     engines: list[InferenceEngine] = []
 
     def make(model: LoadedModel | None, **kwargs: object) -> InferenceEngine:
-        values = {"max_batch": 8, "max_wait_s": 0.002, "queue_size": 64} | kwargs
+        values = {
+            "options": ModelOptions("torch", "cpu", 2, tmp_path),
+            "max_batch": 8,
+            "max_wait_s": 0.002,
+            "queue_size": 64,
+        } | kwargs
         engines.append(InferenceEngine(model, **values))  # type: ignore[arg-type]
         return engines[-1]
 
@@ -90,3 +96,25 @@ def test_swapping_models_under_load_loses_no_request(engine, tmp_path: Path) -> 
     assert set(during) <= {("old", "akiec"), ("new", "mel")}
     assert set(after) == {("new", "mel")}
     assert running.images_run == 160
+
+
+def test_replace_serves_a_model_only_after_it_loaded(engine, tmp_path: Path) -> None:
+    running = engine(tiny(tmp_path, "old", favour=0))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError):
+        running.replace(broken, "broken")
+    assert running.model is not None
+    assert running.model.version == "old"
+    assert running.submit(INPUT).result(timeout=10).model_version == "old"
+
+    loaded = running.replace(tiny_torchscript(tmp_path / "new.pt", favour=4), "new")
+    assert loaded.version == running.model.version == "new"
+    result = running.submit(INPUT).result(timeout=10)
+    assert (result.model_version, CLASS_NAMES[int(result.probabilities.argmax())]) == ("new", "mel")
+
+
+def test_replace_gives_an_engine_without_a_model_its_first(engine, tmp_path: Path) -> None:
+    running = engine(None)
+    running.replace(tiny_torchscript(tmp_path / "first.pt"), "first")
+    assert running.submit(INPUT).result(timeout=10).model_version == "first"

@@ -154,3 +154,15 @@ def test_the_server_process_never_imports_torch_with_the_onnx_runtime(tmp_path: 
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_a_missing_device_is_a_clear_error_not_a_silent_fallback(
+    tmp_path: Path, runtime: str
+) -> None:
+    path = tiny_torchscript(tmp_path / "tiny.pt")
+    wanted = ModelOptions(runtime, "cuda", 2, tmp_path / "c")
+    with pytest.raises(ModelLoadError, match="MODEL_DEVICE=cuda"):
+        load_model(path, wanted)
+    assert load_model(path, ModelOptions(runtime, "auto", 2, tmp_path / "c")).runner.device == "cpu"

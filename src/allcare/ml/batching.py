@@ -15,10 +15,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from allcare.ml.loading import LoadedModel
+from allcare.ml.loading import LoadedModel, ModelOptions, load_model
 from allcare.ml.runners import softmax
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,17 @@ _STOP = object()
 
 class InferenceEngine:
     def __init__(
-        self, model: LoadedModel | None, *, max_batch: int, max_wait_s: float, queue_size: int
+        self,
+        model: LoadedModel | None,
+        *,
+        options: ModelOptions,
+        max_batch: int,
+        max_wait_s: float,
+        queue_size: int,
     ) -> None:
         self._model = model
+        self._options = options
+        self._replacing = threading.Lock()
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._queue: queue.Queue[_Job | object] = queue.Queue(maxsize=queue_size)
@@ -65,6 +74,11 @@ class InferenceEngine:
         return self._model
 
     @property
+    def capacity(self) -> int:
+        """How many photos can be waiting or running at once."""
+        return self._queue.maxsize + self._max_batch
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
@@ -73,6 +87,15 @@ class InferenceEngine:
         previous, self._model = self._model, model
         log.info("Serving model %s (was %s)", model.version, previous.version if previous else None)
         return previous
+
+    def replace(self, path: Path, version: str) -> LoadedModel:
+        """Load and validate the model at ``path``, then serve it. Until it has passed, the current
+        model keeps serving; a file that fails raises ModelLoadError and changes nothing.
+        Slow (loading, maybe an ONNX export): call it from a worker thread."""
+        with self._replacing:
+            model = load_model(path, self._options, version=version)
+            self.swap(model)
+            return model
 
     def submit(self, model_input: np.ndarray) -> Future[Prediction]:
         if self._model is None:

@@ -74,6 +74,8 @@ def load_model(path: Path, options: ModelOptions, version: str | None = None) ->
 def _onnx_runner(path: Path, options: ModelOptions) -> OnnxRunner:
     try:
         return OnnxRunner(path, options.device, options.threads)
+    except ModelLoadError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
 

@@ -8,6 +8,8 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from allcare.ml.model_source import ModelLoadError
+
 
 class Runner(Protocol):
     runtime: str
@@ -25,7 +27,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def onnx_device(requested: str) -> str:
+    """``auto`` takes CUDA when ONNX Runtime has it; an explicit device must exist."""
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if requested == "cuda" and not cuda:
+        raise ModelLoadError(
+            "MODEL_DEVICE=cuda, but this ONNX Runtime has no CUDA provider; install "
+            "onnxruntime-gpu, or set INFERENCE_RUNTIME=torch or MODEL_DEVICE=auto"
+        )
+    if requested == "mps":
+        raise ModelLoadError(
+            "ONNX Runtime cannot run on mps; set INFERENCE_RUNTIME=torch for Apple GPUs"
+        )
     return "cuda" if requested in ("auto", "cuda") and cuda else "cpu"
 
 
@@ -33,6 +45,7 @@ class OnnxRunner:
     runtime = "onnx"
 
     def __init__(self, path: Path, device: str, threads: int) -> None:
+        self.device = onnx_device(device)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -40,7 +53,6 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning workers would steal the cores the decode threads need between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.device = onnx_device(device)
         providers = ["CPUExecutionProvider"]
         if self.device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")

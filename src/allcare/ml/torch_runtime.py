@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from allcare.ml.model_source import ModelLoadError
 from allcare.ml.preprocess import INPUT_SIZE
 from allcare.ml.runners import softmax
 
@@ -18,13 +19,20 @@ ONNX_OPSET = 17
 
 
 def resolve_torch_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """``auto`` prefers cuda, then mps, then cpu; an explicit device must exist."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        return next(device for device, present in available.items() if present)
+    if not available.get(requested, False):
+        raise ModelLoadError(
+            f"MODEL_DEVICE={requested}, but PyTorch finds no {requested} device here; "
+            "set MODEL_DEVICE=auto or cpu"
+        )
+    return requested
 
 
 def first_output(output: object) -> torch.Tensor:

@@ -8,14 +8,12 @@ database and file writes in worker threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy.orm import Session
 
 from allcare.ml.batching import InferenceEngine, NoModel, Prediction, QueueFull
 from allcare.ml.classes import CLASS_NAMES
@@ -59,6 +57,12 @@ class PhotoCheckService:
     decode_pool: Executor
     limits: PhotoLimits
     blur_threshold: float
+    # Every queued photo may have a thread waiting to store it; the separate limiter keeps those
+    # waits from taking the threads that other requests' database work needs.
+    _storing: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._storing = anyio.CapacityLimiter(self.engine.capacity)
 
     async def check(
         self, principal: Principal, data: bytes, case_id_text: str | None, predict_only: bool
@@ -66,17 +70,17 @@ class PhotoCheckService:
         case_id = parse_case_id(case_id_text) if case_id_text else None
         if self.engine.model is None:
             raise Unavailable(MODEL_NOT_LOADED)
-        if case_id is not None and not predict_only:
-            await anyio.to_thread.run_sync(self._check_case, principal, case_id)
-        photo = await self._checked(data)
+        photo = await self._checked(principal, data, None if predict_only else case_id)
         sharp = photo.blur_score >= self.blur_threshold
+        pending = self._submit(photo)
         image_id, stored_case = str(uuid.uuid4()), case_id
         if sharp and not predict_only:
-            prediction, upload = await self._predict_while_writing(principal, case_id, photo)
-            await anyio.to_thread.run_sync(self._finish, upload, principal, photo, prediction)
+            prediction, upload = await anyio.to_thread.run_sync(
+                self._store, principal, case_id, photo, pending, limiter=self._storing
+            )
             image_id, stored_case = upload.image_id, upload.case_id
         else:
-            prediction = await self._predict(photo)
+            prediction = await _awaited(pending)
         probabilities = [float(p) for p in prediction.probabilities]
         return {
             "status": "success" if sharp else "fail",
@@ -93,22 +97,29 @@ class PhotoCheckService:
             "model_version": prediction.model_version,
         }
 
-    async def _checked(self, data: bytes) -> CheckedPhoto:
+    async def _checked(
+        self, principal: Principal, data: bytes, target_case: int | None
+    ) -> CheckedPhoto:
+        """Decode and check the photo while the database confirms the caller may add to the
+        target case; either refusal wins before any model work."""
         loop = asyncio.get_running_loop()
+        decoding = loop.run_in_executor(self.decode_pool, check_photo, data, self.limits)
+        if target_case is not None:
+            try:
+                await anyio.to_thread.run_sync(self._check_case, principal, target_case)
+            except BaseException:
+                decoding.add_done_callback(_discard_outcome)
+                raise
         try:
-            return await loop.run_in_executor(self.decode_pool, check_photo, data, self.limits)
+            return await decoding
         except PhotoRejected as exc:
             raise _REJECTION_ERRORS[exc.reason](exc.detail) from exc
 
-    async def _predict(self, photo: CheckedPhoto) -> Prediction:
+    def _submit(self, photo: CheckedPhoto) -> Future[Prediction]:
         try:
-            future = self.engine.submit(photo.model_input)
+            return self.engine.submit(photo.model_input)
         except QueueFull as exc:
             raise Overloaded("Too many photos are waiting for analysis; retry shortly") from exc
-        except NoModel as exc:
-            raise Unavailable(MODEL_NOT_LOADED) from exc
-        try:
-            return await asyncio.wrap_future(future)
         except NoModel as exc:
             raise Unavailable(MODEL_NOT_LOADED) from exc
 
@@ -116,44 +127,28 @@ class PhotoCheckService:
         with self.db.session() as session:
             CaseService(session, self.sealer).check_photo_target(principal, case_id)
 
-    async def _predict_while_writing(
-        self, principal: Principal, case_id: int | None, photo: CheckedPhoto
+    def _store(
+        self,
+        principal: Principal,
+        case_id: int | None,
+        photo: CheckedPhoto,
+        pending: Future[Prediction],
     ) -> tuple[Prediction, PendingUpload]:
-        """The photo's file is written while the model classifies it; if classification fails,
-        the written file is removed again."""
-        writing = asyncio.ensure_future(
-            anyio.to_thread.run_sync(self._begin_and_write, principal, case_id, photo)
-        )
-        try:
-            prediction = await self._predict(photo)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                upload = await writing
-                await anyio.to_thread.run_sync(self._abandon, upload)
-            raise
-        return prediction, await writing
-
-    def _images(self, session: Session) -> ImageService:
-        return ImageService(session, self.blobs, self.sealer, CaseService(session, self.sealer))
-
-    def _begin_and_write(
-        self, principal: Principal, case_id: int | None, photo: CheckedPhoto
-    ) -> PendingUpload:
+        """One worker thread claims the case and writes the file while the model runs, then
+        commits the image row as soon as the prediction is ready (no hop back to the event loop
+        in between). If classification fails, the written file is removed again."""
         with self.db.session() as session:
-            images = self._images(session)
+            images = ImageService(
+                session, self.blobs, self.sealer, CaseService(session, self.sealer)
+            )
             upload = images.begin_upload(principal, case_id)
             images.write_blob(upload, photo.stored_bytes)
-            return upload
-
-    def _finish(
-        self,
-        upload: PendingUpload,
-        principal: Principal,
-        photo: CheckedPhoto,
-        prediction: Prediction,
-    ) -> None:
-        with self.db.session() as session:
-            self._images(session).finish_upload(
+            try:
+                prediction = _waited(pending)
+            except BaseException:
+                images.abandon(upload)
+                raise
+            images.finish_upload(
                 upload,
                 principal,
                 PhotoToStore(
@@ -166,7 +161,24 @@ class PhotoCheckService:
                     model_version=prediction.model_version,
                 ),
             )
+            return prediction, upload
 
-    def _abandon(self, upload: PendingUpload) -> None:
-        with self.db.session() as session:
-            self._images(session).abandon(upload)
+
+def _discard_outcome(decoding: asyncio.Future[CheckedPhoto]) -> None:
+    """The case check already refused the request; the photo's own verdict is not needed."""
+    if not decoding.cancelled():
+        decoding.exception()
+
+
+async def _awaited(pending: Future[Prediction]) -> Prediction:
+    try:
+        return await asyncio.wrap_future(pending)
+    except NoModel as exc:
+        raise Unavailable(MODEL_NOT_LOADED) from exc
+
+
+def _waited(pending: Future[Prediction]) -> Prediction:
+    try:
+        return pending.result()
+    except NoModel as exc:
+        raise Unavailable(MODEL_NOT_LOADED) from exc
