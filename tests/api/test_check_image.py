@@ -1,4 +1,5 @@
 import io
+import json
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
 from allcare.store.models import Case
 from allcare.store.models import Image as ImageRow
+from tests.api.test_images import ENCRYPTION_KEY
 from tests.conftest import Api, live_server
 from tests.ml.test_photo import png_bomb
 from tests.models import tiny_torchscript
@@ -100,12 +102,50 @@ def test_camera_upload_is_classified_stored_and_served(served: Api) -> None:
     [record] = gp.get("/cases").json()["cases"]
     assert record["image_ids"] == [body["image_id"]]
 
-    with served.runtime.db.session() as session:
-        row = session.get(ImageRow, body["image_id"])
+    assert stored_prediction(served, body["image_id"]) == {
+        "model_version": body["model_version"],
+        "blur_score": pytest.approx(body["blur_score"], abs=0.01),
+        "probabilities": {p["label"]: pytest.approx(p["confidence"]) for p in body["predictions"]},
+    }
+
+
+def stored_prediction(api: Api, image_id: str) -> dict[str, object]:
+    """What the image row keeps for active learning, opened as the server would."""
+    with api.runtime.db.session() as session:
+        row = session.get(ImageRow, image_id)
         assert row is not None
-        assert row.model_version == body["model_version"]
-        assert row.blur_score == pytest.approx(body["blur_score"], abs=0.01)
         assert row.probabilities is not None
+        sealed = row.probabilities
+        opened = api.runtime.sealer.open(sealed, f"image-probabilities:{image_id}")
+        return {
+            "model_version": row.model_version,
+            "blur_score": row.blur_score,
+            "probabilities": dict(zip(CLASS_NAMES, json.loads(opened), strict=True)),
+        }
+
+
+def test_encrypted_storage_seals_the_photo_and_its_probabilities(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings], model_path: Path
+) -> None:
+    settings = make_settings(
+        model_path=model_path,
+        inference_runtime="torch",
+        encrypt_storage=True,
+        data_encryption_key=ENCRYPTION_KEY,
+    )
+    api = make_api(settings)
+    api.add_user("gp1", "gp")
+    photo = sharp_photo()
+    body = upload(api.client, camera("gp1"), photo).json()
+    [blob] = blob_files(api)
+    assert blob.suffix == ".enc"
+    assert photo[200:400] not in blob.read_bytes()
+    with api.runtime.db.session() as session:
+        sealed = session.get(ImageRow, body["image_id"]).probabilities
+    assert api.runtime.sealer.open(sealed, f"image-probabilities:{body['image_id']}") not in sealed
+    confidences = stored_prediction(api, body["image_id"])["probabilities"]
+    assert confidences == {p["label"]: pytest.approx(p["confidence"]) for p in body["predictions"]}
+    assert api.client.get(f"/images/gp1/{body['image_id']}.jpg").content == photo
 
 
 def test_token_upload_without_case_allocates_one(served: Api) -> None:

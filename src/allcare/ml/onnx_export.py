@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import numpy as np
 from allcare.ml.model_source import ModelLoadError
 from allcare.ml.preprocess import INPUT_SIZE
 
+log = logging.getLogger(__name__)
 EXPORT_TOLERANCE = 1e-4
 EXPORT_TIMEOUT_S = 900
 
@@ -47,6 +49,11 @@ def cached_or_exported(
         folder.mkdir(parents=True, exist_ok=True)
         if os.access(folder, os.W_OK):
             target = folder / cache_name(source, sha256)
+            log.info(
+                "Exporting %s to ONNX as %s (once per model file; this can take a minute)",
+                source,
+                target,
+            )
             return target, export_in_subprocess(source, target, trust_pickle)
     raise ModelLoadError(f"No writable folder for the ONNX export of {source}")
 
