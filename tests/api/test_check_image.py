@@ -1,5 +1,4 @@
 import io
-import json
 import threading
 import time
 import uuid
@@ -10,17 +9,20 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+import torch
+from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import func, select
 
 from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
+from allcare.ml.embeddings import EMBEDDING_DIM
+from allcare.store import vectors
 from allcare.store.models import Case
 from allcare.store.models import Image as ImageRow
 from tests.api.test_images import ENCRYPTION_KEY
 from tests.conftest import Api, live_server
 from tests.ml.test_photo import png_bomb
-from tests.models import tiny_torchscript
+from tests.models import real_architecture, tiny_torchscript
 from tests.photos import jpeg_bytes
 
 HAM = Path(__file__).parents[2].parent / "shared" / "data" / "ham10000-dev"
@@ -120,8 +122,53 @@ def stored_prediction(api: Api, image_id: str) -> dict[str, object]:
         return {
             "model_version": row.model_version,
             "blur_score": row.blur_score,
-            "probabilities": dict(zip(CLASS_NAMES, json.loads(opened), strict=True)),
+            "probabilities": dict(zip(CLASS_NAMES, vectors.unpack(opened).tolist(), strict=True)),
         }
+
+
+def stored_embedding(api: Api, image_id: str) -> np.ndarray | None:
+    with api.runtime.db.session() as session:
+        row = session.get(ImageRow, image_id)
+        assert row is not None
+        if row.embedding is None:
+            return None
+        return vectors.unpack(api.runtime.sealer.open(row.embedding, f"image-embedding:{image_id}"))
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights, but a real ResNet50, whose features do depend on the image."""
+    path = tmp_path_factory.mktemp("resnet") / "resnet50.pt"
+    state = real_architecture("resnet50").state_dict()
+    torch.save({"model_state_dict": state, "architecture": "resnet50"}, path)
+    return path
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_checkpoint_models_store_an_embedding_of_every_photo(
+    make_api: Callable[..., Api],
+    make_settings: Callable[..., Settings],
+    resnet_checkpoint: Path,
+    runtime: str,
+) -> None:
+    """Penultimate-layer features, reduced to 64 values, for diversity-aware active learning."""
+    api = make_api(make_settings(model_path=resnet_checkpoint, inference_runtime=runtime))
+    api.add_user("gp1", "gp")
+    noise = sharp_photo()
+    lesion = Image.open(io.BytesIO(noise))
+    ImageDraw.Draw(lesion).ellipse((90, 50, 230, 190), fill=(70, 30, 20))
+    buffer = io.BytesIO()
+    lesion.save(buffer, format="JPEG", quality=90)
+    bodies = [upload(api.client, camera("gp1"), data).json() for data in (noise, buffer.getvalue())]
+    bodies.append(upload(api.client, camera("gp1"), noise).json())
+    first, other, again = (stored_embedding(api, body["image_id"]) for body in bodies)
+    assert first is not None
+    assert other is not None
+    assert again is not None
+    assert first.shape == (EMBEDDING_DIM,)
+    far = float(np.linalg.norm(first.astype(np.float32) - other.astype(np.float32)))
+    near = float(np.linalg.norm(first.astype(np.float32) - again.astype(np.float32)))
+    assert near < far / 10
 
 
 def test_encrypted_storage_seals_the_photo_and_its_probabilities(

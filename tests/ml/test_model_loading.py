@@ -18,7 +18,7 @@ def options(tmp_path: Path, runtime: str = "torch") -> ModelOptions:
 
 
 def probabilities(model) -> np.ndarray:
-    return softmax(model.runner.run(SAMPLE))
+    return softmax(model.runner.run(SAMPLE).logits)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,8 @@ def test_missing_file_wrong_head_and_unknown_architecture(tmp_path: Path) -> Non
     with pytest.raises(ModelLoadError, match=r"expected \(1, 7\)"):
         load_model(save_torchscript(wrong_head, tmp_path / "five.pt"), options(tmp_path))
 
-    path = tmp_path / "mobilenet.pt"
-    torch.save(
-        {"model_state_dict": {"x": torch.zeros(1)}, "architecture": "mobilenet_v3_large"}, path
-    )
+    path = tmp_path / "yolo.pt"
+    torch.save({"model_state_dict": {"x": torch.zeros(1)}, "architecture": "yolo"}, path)
     with pytest.raises(ModelLoadError, match="Unknown architecture"):
         load_model(path, options(tmp_path))
 
@@ -166,3 +164,12 @@ def test_a_missing_device_is_a_clear_error_not_a_silent_fallback(
     with pytest.raises(ModelLoadError, match="MODEL_DEVICE=cuda"):
         load_model(path, wanted)
     assert load_model(path, ModelOptions(runtime, "auto", 2, tmp_path / "c")).runner.device == "cpu"
+
+
+def test_mobilenet_v3_large_is_detected_before_efficientnet(tmp_path: Path) -> None:
+    """Both have ``features.0.0`` keys; MobileNetV3's head has a ``classifier.3`` layer."""
+    path = tmp_path / "mobilenet.pth"
+    torch.save(real_architecture("mobilenet_v3_large").state_dict(), path)
+    model = load_model(path, options(tmp_path, "torch"))
+    assert model.source.architecture == "mobilenet_v3_large"
+    assert model.runner.run(SAMPLE).features.shape == (3, 1280)

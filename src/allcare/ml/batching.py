@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from allcare.ml.embeddings import compress
 from allcare.ml.loading import LoadedModel, ModelOptions, load_model
 from allcare.ml.runners import softmax
 
@@ -37,6 +38,7 @@ class NoModel(Exception):
 class Prediction:
     probabilities: np.ndarray
     model_version: str
+    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -151,7 +153,9 @@ class InferenceEngine:
             if model is None:
                 raise NoModel
             inputs = np.stack([job.model_input for job in batch])
-            probabilities = softmax(model.runner.run(inputs))
+            output = model.runner.run(inputs)
+            probabilities = softmax(output.logits)
+            embeddings = None if output.features is None else compress(output.features)
         except Exception as exc:
             log.exception("Inference failed for a batch of %d", len(batch))
             for job in batch:
@@ -159,5 +163,6 @@ class InferenceEngine:
             return
         self.batches_run += 1
         self.images_run += len(batch)
-        for job, row in zip(batch, probabilities, strict=True):
-            job.future.set_result(Prediction(row, model.version))
+        for index, (job, row) in enumerate(zip(batch, probabilities, strict=True)):
+            embedding = None if embeddings is None else embeddings[index]
+            job.future.set_result(Prediction(row, model.version, embedding))

@@ -83,11 +83,14 @@ def _onnx_runner(path: Path, options: ModelOptions) -> OnnxRunner:
 def _warm_up(runner: Runner, path: Path) -> None:
     for batch in (1, 2):
         try:
-            logits = runner.run(np.zeros((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
+            output = runner.run(np.zeros((batch, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32))
         except Exception as exc:
             raise ModelLoadError(
                 f"{path} fails a forward pass on a {batch}x3x224x224 batch: {exc}"
             ) from exc
+        logits = output.logits
+        if output.features is not None and output.features.shape[0] != batch:
+            raise ModelLoadError(f"{path} gives features of shape {output.features.shape}")
         if logits.shape != (batch, NUM_CLASSES):
             raise ModelLoadError(
                 f"{path} outputs shape {tuple(logits.shape)} for a batch of {batch}; "

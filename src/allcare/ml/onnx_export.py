@@ -29,8 +29,12 @@ EXPORT_TOLERANCE = 1e-4
 EXPORT_TIMEOUT_S = 900
 
 
+# Bumped when the exported graph changes (v2: a second output with the penultimate features).
+EXPORT_FORMAT = "v2"
+
+
 def cache_name(source: Path, sha256: str) -> str:
-    return f".{source.name}.{sha256[:16]}.onnx"
+    return f".{source.name}.{sha256[:16]}.{EXPORT_FORMAT}.onnx"
 
 
 def sidecar(onnx_path: Path) -> Path:
@@ -77,17 +81,22 @@ def export_in_subprocess(source: Path, target: Path, trust_pickle: bool) -> dict
 def export(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
     from allcare.ml.model_file import read_model
     from allcare.ml.runners import OnnxRunner, softmax
-    from allcare.ml.torch_runtime import export_onnx, torch_probabilities
+    from allcare.ml.torch_runtime import export_onnx, torch_output, with_features
 
     model_source, module = read_model(source, trust_pickle=trust_pickle)
+    module = with_features(module)
     try:
         export_onnx(module, target)
     except Exception as exc:
         raise ModelLoadError(f"Cannot export {source} to ONNX: {exc}") from exc
     sample = np.random.default_rng(0).standard_normal((2, 3, INPUT_SIZE, INPUT_SIZE))
     sample = sample.astype(np.float32)
-    exported = softmax(OnnxRunner(target, "cpu", 1).run(sample))
-    difference = float(np.abs(exported - torch_probabilities(module, sample)).max())
+    exported, expected = OnnxRunner(target, "cpu", 1).run(sample), torch_output(module, sample)
+    difference = float(np.abs(softmax(exported.logits) - softmax(expected.logits)).max())
+    if exported.features is not None and expected.features is not None:
+        scale = max(1.0, float(np.abs(expected.features).max()))
+        drift = float(np.abs(exported.features - expected.features).max()) / scale
+        difference = max(difference, drift)
     if difference > EXPORT_TOLERANCE:
         target.unlink(missing_ok=True)
         raise ModelLoadError(

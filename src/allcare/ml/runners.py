@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -10,13 +11,25 @@ import onnxruntime as ort
 
 from allcare.ml.model_source import ModelLoadError
 
+LOGITS = "logits"
+FEATURES = "features"
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """Logits (N, classes) and, when the model exposes them, the penultimate-layer features
+    (N, D) that active learning uses to pick diverse cases."""
+
+    logits: np.ndarray
+    features: np.ndarray | None = None
+
 
 class Runner(Protocol):
     runtime: str
     device: str
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, 3, 224, 224) -> logits (N, classes)."""
+    def run(self, batch: np.ndarray) -> ModelOutput:
+        """float32 (N, 3, 224, 224) -> logits and features."""
         ...
 
 
@@ -58,6 +71,12 @@ class OnnxRunner:
             providers.insert(0, "CUDAExecutionProvider")
         self._session = ort.InferenceSession(str(path), options, providers=providers)
         self._input = self._session.get_inputs()[0].name
+        names = [output.name for output in self._session.get_outputs()]
+        # Files exported by this server name their outputs; any other ONNX file: first output.
+        self._outputs = [LOGITS, FEATURES] if names[:2] == [LOGITS, FEATURES] else names[:1]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32)
+    def run(self, batch: np.ndarray) -> ModelOutput:
+        results = self._session.run(self._outputs, {self._input: batch})
+        logits = np.asarray(results[0], dtype=np.float32)
+        features = np.asarray(results[1], dtype=np.float32) if len(results) > 1 else None
+        return ModelOutput(logits, features)

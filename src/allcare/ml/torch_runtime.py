@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from allcare.ml.classes import NUM_CLASSES
 from allcare.ml.model_source import ModelLoadError
 from allcare.ml.preprocess import INPUT_SIZE
-from allcare.ml.runners import softmax
+from allcare.ml.runners import FEATURES, LOGITS, ModelOutput
 
 ONNX_OPSET = 17
 
@@ -44,6 +45,50 @@ def first_output(output: object) -> torch.Tensor:
     return output
 
 
+class WithFeatures(nn.Module):
+    """Answers (logits, features): the features are the input of the final classification
+    layer (the penultimate layer), captured by a hook, so any eager model of the factory or of
+    a test exposes them without knowing its structure."""
+
+    def __init__(self, module: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.module = module
+        self._captured: torch.Tensor | None = None
+        head.register_forward_pre_hook(self._capture)
+
+    def _capture(self, _head: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self._captured = inputs[0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = first_output(self.module(x))
+        assert self._captured is not None
+        return logits, torch.flatten(self._captured, 1)
+
+
+def with_features(module: nn.Module) -> nn.Module:
+    """The module wrapped to expose its features, or as it is when that is impossible
+    (TorchScript files allow no hooks; a model without a final 7-way Linear has no such layer)."""
+    if isinstance(module, (WithFeatures, torch.jit.ScriptModule)):
+        return module
+    heads = [
+        layer
+        for layer in module.modules()
+        if isinstance(layer, nn.Linear) and layer.out_features == NUM_CLASSES
+    ]
+    return WithFeatures(module, heads[-1]) if heads else module
+
+
+def split_output(output: object) -> ModelOutput:
+    if (
+        isinstance(output, tuple)
+        and len(output) == 2
+        and all(isinstance(part, torch.Tensor) for part in output)
+    ):
+        logits, features = output
+        return ModelOutput(logits.float().cpu().numpy(), features.float().cpu().numpy())
+    return ModelOutput(first_output(output).float().cpu().numpy())
+
+
 class TorchRunner:
     runtime = "torch"
 
@@ -51,12 +96,11 @@ class TorchRunner:
         self.device = resolve_torch_device(device)
         if self.device == "cpu":
             torch.set_num_threads(threads)
-        self._module = module.to(self.device).eval()
+        self._module = with_features(module).to(self.device).eval()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> ModelOutput:
         with torch.inference_mode():
-            output = first_output(self._module(torch.from_numpy(batch).to(self.device)))
-        return output.float().cpu().numpy()
+            return split_output(self._module(torch.from_numpy(batch).to(self.device)))
 
 
 def export_onnx(module: nn.Module, target: Path) -> None:
@@ -66,15 +110,17 @@ def export_onnx(module: nn.Module, target: Path) -> None:
     os.close(fd)
     try:
         example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+        exported = with_features(module).eval()
+        outputs = [LOGITS, FEATURES] if isinstance(exported, WithFeatures) else [LOGITS]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module,
+                exported,
                 (example,),
                 temp_name,
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=outputs,
+                dynamic_axes={"input": {0: "batch"}} | {name: {0: "batch"} for name in outputs},
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
@@ -84,6 +130,6 @@ def export_onnx(module: nn.Module, target: Path) -> None:
         raise
 
 
-def torch_probabilities(module: nn.Module, batch: np.ndarray) -> np.ndarray:
+def torch_output(module: nn.Module, batch: np.ndarray) -> ModelOutput:
     with torch.inference_mode():
-        return softmax(first_output(module(torch.from_numpy(batch))).float().numpy())
+        return split_output(with_features(module).eval()(torch.from_numpy(batch)))

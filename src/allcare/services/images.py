@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from allcare.services.access_log import record_access
 from allcare.services.cases import CaseService
 from allcare.services.errors import NotFound
 from allcare.services.principal import Principal, is_valid_user_id
+from allcare.store import vectors
 from allcare.store.blobs import BlobStore, StoredBlob
 from allcare.store.crypto import Sealer
 from allcare.store.db import begin_write
@@ -34,7 +35,8 @@ class PhotoToStore:
     width: int
     height: int
     blur_score: float | None = None
-    probabilities: list[float] | None = None
+    probabilities: np.ndarray | None = None
+    embedding: np.ndarray | None = None
     model_version: str | None = None
 
 
@@ -106,7 +108,10 @@ class ImageService:
                 width=photo.width,
                 height=photo.height,
                 blur_score=photo.blur_score,
-                probabilities=self._seal_probabilities(upload.image_id, photo.probabilities),
+                probabilities=self._seal_vector(
+                    photo.probabilities, f"image-probabilities:{upload.image_id}"
+                ),
+                embedding=self._seal_vector(photo.embedding, f"image-embedding:{upload.image_id}"),
                 model_version=photo.model_version,
             )
             self.session.add(image)
@@ -121,10 +126,8 @@ class ImageService:
     def abandon(self, upload: PendingUpload) -> None:
         self._blobs.discard(upload.blob_key)
 
-    def _seal_probabilities(self, image_id: str, values: list[float] | None) -> bytes | None:
-        if values is None:
-            return None
-        return self._sealer.seal(json.dumps(values).encode(), f"image-probabilities:{image_id}")
+    def _seal_vector(self, values: np.ndarray | None, context: str) -> bytes | None:
+        return None if values is None else self._sealer.seal(vectors.pack(values), context)
 
     def open_for_url(self, user_id: str, file_name: str, client: str | None) -> ServedImage:
         """The unauthenticated image URL: only an existing image of that owner, view recorded."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 
 from allcare.ml.batching import InferenceEngine, NoModel, Prediction, QueueFull
 from allcare.ml.classes import CLASS_NAMES
@@ -157,7 +158,8 @@ class PhotoCheckService:
                     width=photo.width,
                     height=photo.height,
                     blur_score=photo.blur_score,
-                    probabilities=[float(p) for p in prediction.probabilities],
+                    probabilities=prediction.probabilities.astype(np.float32),
+                    embedding=prediction.embedding,
                     model_version=prediction.model_version,
                 ),
             )

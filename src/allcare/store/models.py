@@ -118,9 +118,11 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     blur_score: Mapped[float | None] = mapped_column(Float)
-    # All class probabilities in CLASS_NAMES order (sealed JSON), so active learning never
-    # re-runs inference, and the model version that produced them.
+    # All class probabilities in CLASS_NAMES order and a 64-value embedding (ml/embeddings.py),
+    # packed vectors (store/vectors.py), sealed; with the model version that produced them, so
+    # active learning never re-runs inference.
     probabilities: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     model_version: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -1,4 +1,4 @@
-"""Images keep their blur score, all class probabilities and the model version.
+"""Images keep their blur score, all class probabilities, an embedding and the model version.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,11 +17,13 @@ def upgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("blur_score", sa.Float(), nullable=True))
         batch.add_column(sa.Column("probabilities", sa.LargeBinary(), nullable=True))
+        batch.add_column(sa.Column("embedding", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("model_version", sa.String(length=80), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.drop_column("model_version")
+        batch.drop_column("embedding")
         batch.drop_column("probabilities")
         batch.drop_column("blur_score")
