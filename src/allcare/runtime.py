@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,10 @@ from allcare.store.models import User
 
 if TYPE_CHECKING:
     from allcare.ml.batching import InferenceEngine
-    from allcare.ml.loading import LoadedModel, ModelOptions
+    from allcare.ml.loading import ModelOptions
+    from allcare.services.deployment import Deployment
     from allcare.services.photo_checks import PhotoCheckService
+    from allcare.services.training import TrainingSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class Runtime:
     engine: InferenceEngine
     decode_pool: ThreadPoolExecutor
     photo_checks: PhotoCheckService
+    deployment: Deployment
+    training: TrainingSupervisor
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
 
     @classmethod
     def open_store(cls, settings: Settings) -> tuple[Database, Sealer]:
@@ -57,7 +63,10 @@ class Runtime:
         # ML imports are deferred so account commands of the CLI start without loading torch.
         from allcare.ml.batching import InferenceEngine
         from allcare.ml.photo import PhotoLimits
+        from allcare.services.deployment import Deployment
         from allcare.services.photo_checks import PhotoCheckService
+        from allcare.services.registry import remove_partial_files
+        from allcare.services.training import TrainingSupervisor
 
         if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
             raise ConfigError("Set both TLS_CERT_FILE and TLS_KEY_FILE for HTTPS, or neither")
@@ -66,12 +75,12 @@ class Runtime:
             settings.jwt_algorithm,
             timedelta(hours=settings.jwt_expiration_hours),
         )
-        model = load_configured_model(settings)
         db, sealer = cls.open_store(settings)
         blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
         blobs.recover()
+        remove_partial_files(settings)
         engine = InferenceEngine(
-            model,
+            None,
             options=model_options(settings),
             max_batch=settings.batch_max_size,
             max_wait_s=settings.batch_max_wait_ms / 1000,
@@ -79,17 +88,7 @@ class Runtime:
         )
         _, decode_workers = settings.thread_budget
         decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
-        photo_checks = PhotoCheckService(
-            db=db,
-            blobs=blobs,
-            sealer=sealer,
-            engine=engine,
-            decode_pool=decode_pool,
-            limits=PhotoLimits(
-                max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
-            ),
-            blur_threshold=settings.blur_threshold,
-        )
+        deployment = Deployment(db, settings, engine)
         runtime = cls(
             settings=settings,
             db=db,
@@ -98,9 +97,28 @@ class Runtime:
             tokens=tokens,
             engine=engine,
             decode_pool=decode_pool,
-            photo_checks=photo_checks,
+            photo_checks=PhotoCheckService(
+                db=db,
+                blobs=blobs,
+                sealer=sealer,
+                engine=engine,
+                decode_pool=decode_pool,
+                limits=PhotoLimits(
+                    max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
+                ),
+                blur_threshold=settings.blur_threshold,
+            ),
+            deployment=deployment,
+            training=TrainingSupervisor(db, settings, deployment),
         )
-        runtime._import_users_file()
+        try:
+            runtime._import_users_file()
+            model = deployment.serve_at_start()
+            runtime.training.reconcile()
+        except BaseException:
+            runtime.close()
+            raise
+        runtime._follow_registry()
         runtime._hint_if_no_accounts()
         log.info(
             "AllCare Server ready: database %s, storage %s, encryption %s, model %s",
@@ -110,6 +128,19 @@ class Runtime:
             model.version if model else "none (POST /check-image answers 503)",
         )
         return runtime
+
+    def _follow_registry(self) -> None:
+        """Another process (``allcare models activate``, ``allcare train --promote``) may change
+        which model is active; the server notices within REGISTRY_POLL_SECONDS."""
+
+        def follow() -> None:
+            while not self._stopping.wait(self.settings.registry_poll_seconds):
+                try:
+                    self.deployment.follow_registry()
+                except Exception:
+                    log.exception("Checking the registry's active model failed")
+
+        threading.Thread(target=follow, name="registry", daemon=True).start()
 
     def _import_users_file(self) -> None:
         path = self.settings.users_file
@@ -139,6 +170,8 @@ class Runtime:
                 )
 
     def close(self) -> None:
+        self._stopping.set()
+        self.training.close()
         self.engine.close()
         self.decode_pool.shutdown(wait=True)
         self.db.dispose()
@@ -155,17 +188,3 @@ def model_options(settings: Settings) -> ModelOptions:
         fallback_cache_dir=settings.storage_root / "model-cache",
         trust_pickle=settings.model_trust_pickle,
     )
-
-
-def load_configured_model(settings: Settings) -> LoadedModel | None:
-    """MODEL_PATH, loaded and validated; a broken file stops start-up with the reason."""
-    from allcare.ml.loading import load_model
-    from allcare.ml.model_source import ModelLoadError
-
-    if settings.model_path is None:
-        log.warning("MODEL_PATH is not set: photos cannot be classified until a model is set")
-        return None
-    try:
-        return load_model(settings.model_path, model_options(settings))
-    except ModelLoadError as exc:
-        raise ConfigError(f"MODEL_PATH: {exc}") from exc

@@ -1,4 +1,5 @@
 import io
+import re
 import threading
 import time
 import uuid
@@ -330,10 +331,19 @@ def test_broken_model_file_stops_start_up(
         Runtime.start(make_settings(model_path=broken))
 
 
-def test_health_reports_the_model(served: Api) -> None:
+def test_model_path_is_registered_in_production_and_reported(served: Api) -> None:
     model = served.client.get("/health").json()["model"]
     assert model["loaded"] is True
-    assert model["version"].startswith("tiny@")
+    assert re.fullmatch(r"v\d{8}_001", model["version"])
+    admin = served.add_user("admin1", "admin")
+    registry = served.as_user(admin).get("/admin/models").json()
+    assert registry["current_production"] == registry["active_inference"] == model["version"]
+    [entry] = registry["models"]
+    assert (entry["status"], entry["source"], entry["source_name"]) == (
+        "production",
+        "model_path",
+        "tiny.pt",
+    )
 
 
 def test_model_swap_under_concurrent_uploads_loses_no_request(served: Api, tmp_path: Path) -> None:

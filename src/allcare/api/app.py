@@ -12,7 +12,17 @@ from allcare import __version__
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
 from allcare.api.errors import install_error_handlers
-from allcare.api.routes import auth, cases, check_image, health, images
+from allcare.api.routes import (
+    active_learning,
+    admin_learning,
+    admin_models,
+    auth,
+    cases,
+    check_image,
+    health,
+    images,
+    labels,
+)
 from allcare.core.config import Settings, load_settings
 from allcare.runtime import Runtime
 
@@ -47,6 +57,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(images.router)
     app.include_router(cases.router, dependencies=keyed)
     app.include_router(check_image.router, dependencies=keyed)
+    app.include_router(labels.router, dependencies=keyed)
+    app.include_router(active_learning.router, dependencies=keyed)
+    app.include_router(admin_models.router, dependencies=keyed)
+    app.include_router(admin_learning.router, dependencies=keyed)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,

@@ -14,6 +14,7 @@ from allcare.core.tokens import InvalidToken
 from allcare.runtime import Runtime
 from allcare.services.cases import CaseService
 from allcare.services.images import ImageService
+from allcare.services.labels import LabelPolicy, LabelService
 from allcare.services.principal import AuthMethod, Principal, Role
 from allcare.services.users import active_user, credentials_version
 from allcare.store.models import User
@@ -42,6 +43,19 @@ def get_case_service(session: SessionDep, runtime: RuntimeDep) -> CaseService:
 
 
 CasesDep = Annotated[CaseService, Depends(get_case_service)]
+
+
+def get_label_service(session: SessionDep, runtime: RuntimeDep) -> LabelService:
+    settings = runtime.settings
+    policy = LabelPolicy(
+        holdout_share=settings.eval_holdout_share,
+        retrain_threshold=settings.retrain_min_new_labels,
+        annotation_entry_types=settings.annotation_entry_types,
+    )
+    return LabelService(session, runtime.sealer, policy)
+
+
+LabelsDep = Annotated[LabelService, Depends(get_label_service)]
 
 
 def get_image_service(session: SessionDep, runtime: RuntimeDep, cases: CasesDep) -> ImageService:
@@ -131,5 +145,12 @@ def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep)
     return _principal(session, user, AuthMethod.LEGACY_HEADERS)
 
 
+def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.role != Role.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Admin role required")
+    return principal
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
 CameraPrincipalDep = Annotated[Principal, Depends(camera_principal)]

@@ -63,7 +63,38 @@ class Settings(BaseSettings):
     min_image_side: int = Field(64, ge=1)
     blur_threshold: float = Field(8.0, ge=0)
 
-    @field_validator("tls_cert_file", "tls_key_file", "users_file", "model_path", mode="before")
+    # The learning loop (labels, active learning, training, promotion).
+    model_assets_dir: Path | None = None
+    model_file_extensions: str = ".pt,.pth,.jit,.pth.tar,.onnx"
+    retrain_min_new_labels: int = Field(20, ge=1, le=1_000_000)
+    retrain_default_epochs: int = Field(10, ge=1, le=100)
+    retrain_default_batch_size: int = Field(16, ge=1, le=128)
+    retrain_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    retrain_auto: bool = True
+    registry_poll_seconds: float = Field(10.0, ge=0.5, le=3600)
+    training_threads: int = Field(0, ge=0, le=256)
+    training_heartbeat_timeout_s: float = Field(300.0, ge=10)
+    al_default_architecture: str = "efficientnet_v2_m"
+    al_candidates_top_k: int = Field(5, ge=0, le=10_000)
+    al_candidates_include_labeled: bool = False
+    al_candidates_entry_type: str = ""
+    al_candidates_status: str = ""
+    al_annotation_entry_types: str = "reject,case"
+    al_mel_quota: float = Field(0.2, ge=0, le=1)
+    al_mel_suspicion: float = Field(0.3, ge=0, le=1)
+    eval_holdout_share: float = Field(0.2, ge=0.05, le=0.5)
+    promotion_min_eval_cases: int = Field(30, ge=1)
+    promotion_min_improvement: float = Field(0.01, ge=0, le=1)
+    promotion_max_ece_increase: float = Field(0.0, ge=0, le=1)
+
+    @field_validator(
+        "tls_cert_file",
+        "tls_key_file",
+        "users_file",
+        "model_path",
+        "model_assets_dir",
+        mode="before",
+    )
     @classmethod
     def _empty_path_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -90,6 +121,25 @@ class Settings(BaseSettings):
         return ["*"] if "*" in origins else origins
 
     @property
+    def assets_dir(self) -> Path:
+        return self.model_assets_dir or self.storage_root / "assets"
+
+    @property
+    def models_dir(self) -> Path:
+        """Registered model files, one immutable folder per version."""
+        return self.storage_root / "models"
+
+    @cached_property
+    def model_extensions(self) -> tuple[str, ...]:
+        return tuple(e.strip().lower() for e in self.model_file_extensions.split(",") if e.strip())
+
+    @cached_property
+    def annotation_entry_types(self) -> frozenset[str]:
+        return frozenset(
+            e.strip().lower() for e in self.al_annotation_entry_types.split(",") if e.strip()
+        )
+
+    @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None and self.tls_key_file is not None
 
@@ -109,3 +159,18 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     return Settings()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as environment variables, for a child process that must see exactly what
+    this process sees (the training worker)."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["DATABASE_URL"] = settings.sqlalchemy_url
+    return env

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from allcare.ml.classes import NUM_CLASSES
+from allcare.ml.classes import ARCHITECTURES, NUM_CLASSES
 
 HEAD_DROPOUT = 0.3
 
@@ -45,7 +45,7 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "efficientnet_v2_m": _efficientnet_v2_m,
     "mobilenet_v3_large": _mobilenet_v3_large,
 }
-ARCHITECTURES: tuple[str, ...] = tuple(BUILDERS)
+assert tuple(BUILDERS) == ARCHITECTURES, "ml/classes.py lists the architectures"
 
 
 class UnknownArchitecture(ValueError):

@@ -93,6 +93,16 @@ def check_photo(data: bytes, limits: PhotoLimits) -> CheckedPhoto:
     )
 
 
+def decode_photo(data: bytes) -> Image.Image:
+    """A stored photo decoded as an upload is (reduced-size, upright RGB), for training."""
+    return _decode(_open_header(data), reduce=True)
+
+
+def model_input_of(data: bytes) -> np.ndarray:
+    """A stored photo as the model saw it at upload, for evaluation."""
+    return to_model_input(decode_photo(data))
+
+
 def _stored_copy(
     data: bytes,
     image_format: str | None,

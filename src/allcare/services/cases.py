@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc, wire_time
 from allcare.services.errors import Forbidden, InvalidInput, NotFound
+from allcare.services.label_fields import label_fields
 from allcare.services.principal import Principal, Role
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, begin_write, next_value
@@ -127,7 +128,7 @@ class CaseService:
             raise NotFound(CASE_NOT_FOUND)
         if principal.role == Role.ADMIN and owner_hint and owner_hint != case.owner_id:
             raise NotFound(CASE_NOT_FOUND)
-        details = self._open(case)
+        details = self.open_details(case)
         details.update(changes)
         if "status" in changes:
             case.status = changes["status"]
@@ -194,11 +195,17 @@ class CaseService:
             query = query.where(func.lower(Case.status) == status.lower())
         query = query.order_by(Case.decided_at.desc(), Case.id.desc()).limit(limit)
         cases = list(self.session.scalars(query))
-        image_ids = self._image_ids([c.id for c in cases])
-        return [self.to_record(c, image_ids.get(c.id, [])) for c in cases]
+        return self.records(cases)
 
-    def to_record(self, case: Case, image_ids: list[str]) -> dict[str, Any]:
-        details = self._open(case)
+    def records(self, cases: list[Case]) -> list[dict[str, Any]]:
+        """Case records as the app reads them, with their images and expert labels."""
+        ids = [c.id for c in cases]
+        image_ids = self._image_ids(ids)
+        labels = label_fields(self.session, self._sealer, ids)
+        return [self.to_record(c, image_ids.get(c.id, []), labels.get(c.id, {})) for c in cases]
+
+    def to_record(self, case: Case, image_ids: list[str], labels: dict[str, Any]) -> dict[str, Any]:
+        details = self.open_details(case)
         record: dict[str, Any] = {
             "case_id": str(case.id),
             "user_id": case.owner_id,
@@ -220,6 +227,7 @@ class CaseService:
             "correct_label": None,
         }
         record.update(details)
+        record.update(labels)
         record["image_ids"] = image_ids
         record["received_at"] = wire_time(case.decided_at)
         record["updated_at"] = wire_time(case.updated_at)
@@ -243,7 +251,7 @@ class CaseService:
     def _seal(self, case_id: int, fields: dict[str, Any]) -> bytes:
         return self._sealer.seal(json.dumps(fields).encode(), f"case:{case_id}")
 
-    def _open(self, case: Case) -> dict[str, Any]:
+    def open_details(self, case: Case) -> dict[str, Any]:
         if not case.details:
             return {}
         return json.loads(self._sealer.open(case.details, f"case:{case.id}"))

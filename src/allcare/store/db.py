@@ -128,3 +128,16 @@ def _ensure_sqlite_dir(url: str) -> None:
     path = url.split("///", 1)[-1] if "///" in url else ""
     if path and path != ":memory:" and not path.startswith("file:"):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def hold_lock(session: Session, name: str) -> None:
+    """A named lock held until the caller's write transaction ends (a row lock on PostgreSQL;
+    on SQLite the write transaction itself already excludes every other writer)."""
+    if session.get(Counter, name, with_for_update=True) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(Counter(name=name, value=0))
+    except IntegrityError:
+        pass
+    session.get(Counter, name, with_for_update=True, populate_existing=True)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from allcare.api.deps import LabelsDep, PrincipalDep, RuntimeDep
+from allcare.api.schemas.labels import AnnotationIn, LabelIn, LabelOut
+from allcare.services.label_fields import LabelSource
+from allcare.services.labels import Submission
+
+router = APIRouter(tags=["labels"])
+
+
+@router.post("/cases/{case_id}/label", response_model=LabelOut)
+def label_case(
+    case_id: str, body: LabelIn, principal: PrincipalDep, labels: LabelsDep, runtime: RuntimeDep
+) -> LabelOut:
+    """Doctors and admins; the newest label of a case wins, older ones stay in its history."""
+    outcome = labels.submit(principal, case_id, Submission(body.correct_label, body.notes))
+    runtime.training.after_label(outcome)
+    return LabelOut(
+        status="ok",
+        message="Label submitted successfully",
+        case_id=str(outcome.case_id),
+        correct_label=outcome.correct_label,
+    )
+
+
+@router.post("/cases/{case_id}/annotations", response_model=LabelOut)
+def annotate_case(
+    case_id: str,
+    body: AnnotationIn,
+    principal: PrincipalDep,
+    labels: LabelsDep,
+    runtime: RuntimeDep,
+) -> LabelOut:
+    """The annotation screen: a label plus strokes and boxes drawn on one of the case's images."""
+    submission = Submission(
+        correct_label=body.correct_label,
+        notes=body.notes,
+        source=LabelSource.ANNOTATION,
+        image_index=body.image_index,
+        annotations=body.annotations.model_dump(),
+        annotated_at=body.annotated_at,
+        case_owner_hint=body.case_user_id,
+    )
+    outcome = labels.submit(principal, case_id, submission)
+    runtime.training.after_label(outcome)
+    return LabelOut(
+        status="ok",
+        message="Annotations saved successfully",
+        case_id=str(outcome.case_id),
+        correct_label=outcome.correct_label,
+    )

@@ -1,0 +1,58 @@
+"""Admin request bodies (contract 2.18-2.33); responses are the registry's own records."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from allcare.ml.classes import ARCHITECTURES
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+ModelStatus = Literal["training", "evaluating", "production", "archived", "failed", "rejected"]
+
+
+class TrainingConfigIn(BaseModel):
+    """Ranges as the app validates its model card; the architecture must be servable (D17)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    epochs: int | None = Field(None, ge=1, le=100)
+    batch_size: int | None = Field(None, ge=1, le=128)
+    learning_rate: float | None = Field(None, ge=1e-6, le=1.0, allow_inf_nan=False)
+    optimizer: Literal["Adam", "SGD", "AdamW", "RMSprop"] | None = None  # ml/training.py
+    dropout: float | None = Field(None, ge=0.0, le=0.9, allow_inf_nan=False)
+    augmentation_applied: bool | None = None
+    architecture: str | None = Field(None, max_length=40)
+
+    @field_validator("architecture")
+    @classmethod
+    def _servable(cls, value: str | None) -> str | None:
+        if value is not None and value not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of: {', '.join(ARCHITECTURES)}")
+        return value
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reason: Reason
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reason: Reason = "Manual rollback"
+
+
+class AssetActivateIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    file_name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    architecture: Annotated[str, StringConstraints(max_length=40)] | None = None
+    force: bool = False

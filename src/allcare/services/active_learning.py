@@ -1,0 +1,258 @@
+"""POST /active-learning/candidates: the cases an expert should label next (contract 2.13).
+
+Computed from what inference stored with each photo (probabilities and embedding), never by
+running the model again. A case's photos are the ones stored with it; a case without any (only
+gallery photos kept on the device, D14) is scored by the predictions saved with its decision.
+Doctors and admins rank every GP's cases; a GP only their own.
+
+The app sorts the answer by ``margin`` and shows the first five, so ``margin`` carries the
+selection order: the prediction margin itself for the default strategy (kept non-decreasing
+where the melanoma safeguard moves a case forward); the true value is in ``prediction_margin``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from allcare.ml.active_learning import STRATEGIES, Pool, Selection
+from allcare.ml.active_learning import select as select_cases
+from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
+from allcare.services.cases import CaseService, CaseState
+from allcare.services.photo_checks import ranked_predictions
+from allcare.services.principal import Principal
+from allcare.store import vectors
+from allcare.store.crypto import Sealer, is_sealed
+from allcare.store.models import Case, Image
+
+SERVER_PATH = re.compile(r"^([A-Za-z0-9_-]{1,64})/([0-9a-f-]{36})\.jpg$")
+METHODS = {
+    "margin": ("minimum_margin_case_sampling", "minimum prediction margins across all images"),
+    "entropy": ("maximum_entropy_case_sampling", "maximum predictive entropy across all images"),
+    "least_confidence": (
+        "least_confidence_case_sampling",
+        "lowest top-class confidence across all images",
+    ),
+    "diversity": (
+        "diverse_minimum_margin_case_sampling",
+        "k-center greedy diversity among the cases with the smallest margins",
+    ),
+    "random": ("random_case_sampling", "uniform random choice (baseline)"),
+}
+_PACKED_F32 = 3 + 4 * NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    top_k: int
+    entry_type: str = ""
+    status: str = ""
+    include_labeled: bool = False
+    strategy: str = "margin"
+    mel_quota: float = 0.2
+    mel_suspicion: float = 0.3
+
+
+class ActiveLearningService:
+    def __init__(self, session: Session, sealer: Sealer) -> None:
+        self.session = session
+        self._sealer = sealer
+
+    def candidates(self, principal: Principal, query: CandidateQuery) -> dict[str, Any]:
+        scope = select(Case.id, Case.decided_at).where(Case.state == CaseState.DECIDED)
+        if not principal.sees_all_cases:
+            scope = scope.where(Case.owner_id == principal.user_id)
+        filtered = self._filtered(scope, query)
+        rows = self.session.execute(filtered.order_by(Case.id)).all()
+        if not rows:
+            return self._empty(scope)
+        case_ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        age = np.array([row[1].timestamp() for row in rows], dtype=np.float64)
+        pool = self._pool(filtered, case_ids, age)
+        strategy = STRATEGIES[query.strategy]()
+        selection = select_cases(
+            pool,
+            strategy,
+            query.top_k,
+            mel_quota=query.mel_quota,
+            mel_suspicion=query.mel_suspicion,
+        )
+        candidates = self._records(case_ids, pool, selection, query.strategy)
+        method, how = METHODS[query.strategy]
+        return {
+            "candidates": candidates,
+            "total_candidates": len(candidates),
+            "selection_method": method,
+            "description": f"Top {len(candidates)} most uncertain cases based on {how}",
+            "strategy": query.strategy,
+            "pool_size": pool.size,
+            "melanoma_safeguard": {
+                "quota": query.mel_quota,
+                "suspicion": query.mel_suspicion,
+                "added": len(selection.safeguarded),
+            },
+        }
+
+    def _filtered(self, scope: Select[Any], query: CandidateQuery) -> Select[Any]:
+        if not query.include_labeled:
+            scope = scope.where(Case.current_label_id.is_(None))
+        if query.entry_type:
+            scope = scope.where(func.lower(Case.entry_type) == query.entry_type.lower())
+        if query.status:
+            scope = scope.where(func.lower(Case.status) == query.status.lower())
+        return scope
+
+    def _empty(self, scope: Select[Any]) -> dict[str, Any]:
+        any_case = self.session.execute(scope.limit(1)).first()
+        message = "No cases with images available" if any_case else "No cases available"
+        return {"candidates": [], "total_candidates": 0, "message": message}
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    def _pool(self, filtered: Select[Any], case_ids: np.ndarray, age: np.ndarray) -> Pool:
+        ids = filtered.with_only_columns(Case.id).scalar_subquery()
+        rows = self.session.execute(
+            select(Image.case_id, Image.id, Image.probabilities).where(
+                Image.case_id.in_(ids), Image.probabilities.is_not(None)
+            )
+        ).all()
+        image_ids = [row[1] for row in rows]
+        positions = np.searchsorted(case_ids, np.array([row[0] for row in rows], dtype=np.int64))
+        probabilities = self._probabilities(rows)
+        missing = np.setdiff1d(np.arange(len(case_ids)), positions)
+        if len(missing):
+            extra_positions, extra = self._decision_predictions(case_ids[missing], missing)
+            positions = np.concatenate([positions, extra_positions])
+            probabilities = np.concatenate([probabilities, extra])
+            image_ids += [""] * len(extra_positions)
+        pool = Pool(
+            size=len(case_ids),
+            probabilities=probabilities,
+            image_case=positions.astype(np.int64),
+            age=age,
+        )
+        pool.embeddings = lambda chosen: self._embeddings(pool, image_ids, chosen)
+        return pool
+
+    def _probabilities(self, rows: list[Any]) -> np.ndarray:
+        blobs = [row[2] for row in rows]
+        if not blobs:
+            return np.zeros((0, NUM_CLASSES))
+        plain = all(len(b) == _PACKED_F32 and not is_sealed(b) for b in blobs)
+        if plain:
+            raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), _PACKED_F32)
+            return raw[:, 3:].copy().view("<f4").astype(np.float64)
+        return np.stack(
+            [
+                vectors.unpack(self._sealer.open(blob, f"image-probabilities:{row[1]}"))
+                for blob, row in zip(blobs, rows, strict=True)
+            ]
+        ).astype(np.float64)
+
+    def _decision_predictions(
+        self, case_ids: np.ndarray, positions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cases without a stored photo: the predictions the GP saw when deciding."""
+        cases = CaseService(self.session, self._sealer)
+        found_positions, found = [], []
+        by_id = dict(zip(case_ids.tolist(), positions.tolist(), strict=True))
+        for case in self.session.scalars(select(Case).where(Case.id.in_(by_id))):
+            vector = np.zeros(NUM_CLASSES)
+            for item in cases.open_details(case).get("predictions") or []:
+                if item.get("label") in CLASS_NAMES:
+                    vector[CLASS_NAMES.index(item["label"])] = float(item.get("confidence", 0))
+            if np.count_nonzero(vector) >= 1:
+                found_positions.append(by_id[case.id])
+                found.append(vector)
+        if not found:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, NUM_CLASSES))
+        return np.array(found_positions, dtype=np.int64), np.stack(found)
+
+    def _embeddings(self, pool: Pool, image_ids: list[str], chosen: np.ndarray) -> Any:
+        """Each chosen case's embedding: that of its most uncertain photo; None unless every
+        chosen case has one of the same size."""
+        top2 = np.sort(pool.probabilities, axis=1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+        best: dict[int, int] = {}
+        for row in np.argsort(margin, kind="stable"):
+            best.setdefault(int(pool.image_case[row]), int(row))
+        wanted = [image_ids[best[c]] if c in best else "" for c in chosen.tolist()]
+        if not all(wanted):
+            return None
+        found = dict(
+            self.session.execute(
+                select(Image.id, Image.embedding).where(Image.id.in_(wanted))
+            ).tuples()
+        )
+        rows = []
+        for image_id in wanted:
+            sealed = found.get(image_id)
+            if sealed is None:
+                return None
+            rows.append(vectors.unpack(self._sealer.open(sealed, f"image-embedding:{image_id}")))
+        if len({row.shape for row in rows}) != 1:
+            return None
+        return np.stack(rows)
+
+    # -- the answer ----------------------------------------------------------------------------
+
+    def _records(
+        self, case_ids: np.ndarray, pool: Pool, selection: Selection, strategy: str
+    ) -> list[dict[str, Any]]:
+        order = [int(case_ids[i]) for i in selection.cases]
+        if not order:
+            return []
+        cases = {c.id: c for c in self.session.scalars(select(Case).where(Case.id.in_(order)))}
+        records = {
+            int(r["case_id"]): r
+            for r in CaseService(self.session, self._sealer).records(list(cases.values()))
+        }
+        images = self._image_rows(order)
+        margins = pool.margins()
+        melanoma = pool.melanoma()
+        safeguarded = set(selection.safeguarded.tolist())
+        reported = 0.0
+        result = []
+        for rank, position in enumerate(selection.cases.tolist()):
+            record = records[int(case_ids[position])]
+            true_margin = float(margins[position])
+            priority = true_margin if strategy == "margin" else rank / len(order)
+            reported = max(reported, priority)
+            paths = [p for p in record.get("image_paths") or [] if SERVER_PATH.fullmatch(p)]
+            if paths:
+                record["images"] = [self._image(path, images) for path in paths]
+            record["margin"] = round(reported, 6)
+            record["prediction_margin"] = round(true_margin, 6)
+            record["uncertainty_score"] = round(1.0 - true_margin, 6)
+            record["mel_probability"] = round(float(melanoma[position]), 6)
+            record["selection_reason"] = (
+                "melanoma_safeguard" if position in safeguarded else strategy
+            )
+            result.append(record)
+        return result
+
+    def _image_rows(self, case_ids: list[int]) -> dict[str, Image]:
+        return {
+            image.id: image
+            for image in self.session.scalars(select(Image).where(Image.case_id.in_(case_ids)))
+        }
+
+    def _image(self, path: str, images: dict[str, Image]) -> dict[str, Any]:
+        match = SERVER_PATH.fullmatch(path)
+        assert match is not None
+        image_id = match.group(2)
+        entry: dict[str, Any] = {"path": path, "image_id": image_id}
+        image = images.get(image_id)
+        if image is None or image.owner_id != match.group(1) or image.probabilities is None:
+            return entry
+        opened = self._sealer.open(image.probabilities, f"image-probabilities:{image.id}")
+        entry["predictions"] = ranked_predictions(vectors.unpack(opened).tolist())
+        entry["blur_score"] = image.blur_score
+        entry["status"] = "success"
+        entry["model_version"] = image.model_version
+        return entry

@@ -1,0 +1,174 @@
+"""The labelled cases as training and evaluation data: which labels are unused, which cases are
+held out for evaluation, and the counts the admin screen shows.
+
+One definition everywhere (D23): a label is *trainable* when it is one of the seven classes (not
+``unknown``), is the newest label of its case, and its case is on the training side of the
+frozen split. It is *used* once a run that trained on it has not failed; a new label on the same
+case is a new, unused label. Held-out cases are never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from allcare.core.clock import wire_time
+from allcare.services.label_fields import open_label
+from allcare.store.crypto import Sealer
+from allcare.store.models import Case, CaseLabel, Image, ModelVersion, TrainingLabel
+
+FAILED = "failed"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    HOLDOUT = "holdout"
+
+
+def split_for(case_id: int, holdout_share: float) -> Split:
+    """Fixed by the case id alone, so the held-out set is the same on every machine and only
+    grows as new cases are labelled."""
+    digest = hashlib.sha256(f"allcare-eval-split:{case_id}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return Split.HOLDOUT if fraction < holdout_share else Split.TRAIN
+
+
+def _used(label_id: Any) -> Any:
+    return exists().where(
+        TrainingLabel.label_id == label_id,
+        TrainingLabel.version_id == ModelVersion.id,
+        ModelVersion.status != FAILED,
+    )
+
+
+def _training_side() -> Any:
+    return and_(CaseLabel.trainable, Case.eval_split == Split.TRAIN)
+
+
+def _labelled() -> Select[tuple[Case, CaseLabel]]:
+    return select(Case, CaseLabel).join(CaseLabel, CaseLabel.id == Case.current_label_id)
+
+
+def unused_label_ids(session: Session, since: datetime | None = None) -> list[int]:
+    query = select(CaseLabel.id).join(Case, Case.current_label_id == CaseLabel.id)
+    query = query.where(_training_side(), ~_used(CaseLabel.id))
+    if since is not None:
+        query = query.where(CaseLabel.created_at >= since)
+    return list(session.scalars(query.order_by(CaseLabel.id)))
+
+
+def counts(session: Session, threshold: int) -> dict[str, Any]:
+    labelled = (
+        select(func.count())
+        .select_from(Case)
+        .join(CaseLabel, CaseLabel.id == Case.current_label_id)
+    )
+    unused = session.scalar(labelled.where(_training_side(), ~_used(CaseLabel.id))) or 0
+    return {
+        "total_labels": session.scalar(labelled) or 0,
+        "unused_labels": unused,
+        "used_labels": session.scalar(labelled.where(_training_side(), _used(CaseLabel.id))) or 0,
+        "held_out_labels": session.scalar(
+            labelled.where(CaseLabel.trainable, Case.eval_split == Split.HOLDOUT)
+        )
+        or 0,
+        "unknown_labels": session.scalar(labelled.where(~CaseLabel.trainable)) or 0,
+        "retrain_threshold": threshold,
+        "ready_for_retrain": unused >= threshold,
+    }
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One training or evaluation sample: a stored photo and its case's label."""
+
+    image_id: str
+    blob_key: str
+    case_id: int
+    label_id: int
+    label: str
+
+
+def labelled_images(
+    session: Session, sealer: Sealer, label_ids: list[int] | None = None, *, split: Split
+) -> list[LabelledImage]:
+    """The photos of labelled cases on one side of the split, trainable labels only; with
+    ``label_ids``, only those labels (a training run's snapshot)."""
+    query = (
+        select(Image, CaseLabel)
+        .join(Case, Case.id == Image.case_id)
+        .join(CaseLabel, CaseLabel.id == Case.current_label_id)
+        .where(CaseLabel.trainable, Case.eval_split == split)
+        .order_by(Image.case_id, Image.created_at, Image.id)
+    )
+    if label_ids is not None:
+        query = query.where(CaseLabel.id.in_(label_ids))
+    samples = []
+    for image, label in session.execute(query).tuples():
+        samples.append(
+            LabelledImage(
+                image_id=image.id,
+                blob_key=image.blob_key,
+                case_id=label.case_id,
+                label_id=label.id,
+                label=open_label(sealer, label)["correct_label"],
+            )
+        )
+    return samples
+
+
+def pool_entries(
+    session: Session, sealer: Sealer, *, limit: int, unused_only: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Labelled cases in the legacy labels-pool shape, newest first, and their total."""
+    query = _labelled()
+    if unused_only:
+        query = query.where(_training_side(), ~_used(CaseLabel.id))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(CaseLabel.id.desc()).limit(limit)).tuples().all()
+    used_in = _versions_using(session, [label.id for _, label in rows])
+    first_labelled = dict(
+        session.execute(
+            select(CaseLabel.case_id, func.min(CaseLabel.created_at))
+            .where(CaseLabel.case_id.in_([case.id for case, _ in rows]))
+            .group_by(CaseLabel.case_id)
+        ).tuples()
+    )
+    entries = []
+    for case, label in rows:
+        details = open_label(sealer, label)
+        entries.append(
+            {
+                "case_id": str(case.id),
+                "case_owner": case.owner_id,
+                "correct_label": details["correct_label"],
+                "user_id": label.labeller_id,
+                "source": label.source,
+                "split": case.eval_split,
+                "created_at": wire_time(first_labelled.get(case.id)),
+                "updated_at": wire_time(label.created_at),
+                "used_in_models": used_in.get(label.id, []),
+            }
+        )
+    return entries, total
+
+
+def _versions_using(session: Session, label_ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    if not label_ids:
+        return found
+    rows = session.execute(
+        select(TrainingLabel.label_id, TrainingLabel.version_id)
+        .join(ModelVersion, ModelVersion.id == TrainingLabel.version_id)
+        .where(TrainingLabel.label_id.in_(label_ids), ModelVersion.status != FAILED)
+        .order_by(TrainingLabel.version_id)
+    )
+    for label_id, version_id in rows:
+        found.setdefault(label_id, []).append(version_id)
+    return found

@@ -1,0 +1,459 @@
+"""Starting, watching and finishing background training runs (one at a time).
+
+A run is a ``training`` version in the registry with the exact labels it uses (D23). It trains
+in a separate worker process (services/training_worker.py) at a lower CPU priority, so the API
+never blocks. The supervisor waits for the worker; when a worker dies without recording an
+outcome the run is marked failed with the reason, and a candidate that passed the promotion gate
+is promoted here, in the serving process, after it loaded (services/deployment.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from allcare.core.clock import now_utc, wire_time
+from allcare.core.config import Settings, settings_environment
+from allcare.ml.classes import ARCHITECTURES
+from allcare.services import label_pool, training_config
+from allcare.services.deployment import Deployment
+from allcare.services.errors import InvalidInput, NotFound, ServiceError
+from allcare.services.events import EventType, record_event
+from allcare.services.labels import LabelOutcome
+from allcare.services.registry import Pointer, Source, Status, new_version_id, pointer
+from allcare.store.db import Database, begin_write, hold_lock
+from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
+
+log = logging.getLogger(__name__)
+TRAINING_LOCK = "lock:training"
+ALIASES = {
+    "efficientnet": "efficientnet_v2_m",
+    "resnet": "resnet50",
+    "mobilenet": "mobilenet_v3_large",
+    "mobilenet_v3": "mobilenet_v3_large",
+}
+LABELS = {
+    "efficientnet_v2_m": "EfficientNetV2-M",
+    "resnet50": "ResNet50",
+    "mobilenet_v3_large": "MobileNetV3 Large",
+}
+CANCEL_GRACE_S = 60.0
+
+
+def canonical_architecture(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in ARCHITECTURES:
+        raise InvalidInput(f"Unsupported architecture: {name}")
+    return key
+
+
+def architectures(default: str) -> dict[str, Any]:
+    """Only what the inference side can also serve (D17)."""
+    listed = [
+        {"id": arch, "label": LABELS.get(arch, arch), "available": True, "reason": None}
+        for arch in ARCHITECTURES
+    ]
+    listed.append(
+        {
+            "id": "yolo",
+            "label": "YOLO",
+            "available": False,
+            "reason": "AllCare Server cannot serve YOLO models, so it does not train them",
+        }
+    )
+    return {"status": "ok", "default_architecture": default, "architectures": listed}
+
+
+def worker_log(settings: Settings, version_id: str) -> Path:
+    return settings.models_dir / version_id / "worker.log"
+
+
+@dataclass
+class TrainingSupervisor:
+    db: Database
+    settings: Settings
+    deployment: Deployment
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    last_auto_error: str | None = field(default=None, init=False)
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def trigger(
+        self, actor_id: str, architecture: str | None, force: bool, *, automatic: bool = False
+    ) -> dict[str, Any]:
+        with self._lock, self.db.session() as session:
+            begin_write(session)
+            hold_lock(session, TRAINING_LOCK)
+            running = self._running(session)
+            if running is not None:
+                return {
+                    "status": "skipped",
+                    "success": False,
+                    "reason": f"Training already running: {running.id}",
+                    "message": f"Training already running: {running.id}",
+                    "version_id": running.id,
+                }
+            label_ids = label_pool.unused_label_ids(session)
+            threshold = self.settings.retrain_min_new_labels
+            if len(label_ids) < threshold and not force:
+                return {
+                    "status": "skipped",
+                    "success": False,
+                    "reason": "Below threshold",
+                    "current_labels": len(label_ids),
+                    "threshold": threshold,
+                    "message": "Use force=true to override",
+                }
+            images = self._image_count(session, label_ids)
+            if images < 2:
+                raise InvalidInput(
+                    f"{len(label_ids)} unused labels with {images} stored photos: training "
+                    "needs at least 2 labelled photos"
+                )
+            base = self._base_model(session, architecture)
+            config = training_config.current(session, self.settings)
+            version = ModelVersion(
+                id=new_version_id(session),
+                status=Status.TRAINING.value,
+                source=Source.TRAINING.value,
+                architecture=base.architecture,
+                base_version=base.id,
+                training_config=config,
+                metrics={},
+                progress={"phase": "starting", "fraction": 0.0},
+                triggered_by=actor_id,
+                started_at=now_utc(),
+                heartbeat_at=now_utc(),
+            )
+            session.add(version)
+            session.flush()
+            session.add_all(TrainingLabel(version_id=version.id, label_id=i) for i in label_ids)
+            record_event(
+                session,
+                EventType.RETRAIN_TRIGGERED,
+                f"{'Automatic retraining' if automatic else f'Retraining by {actor_id}'}: "
+                f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels",
+                actor_id=actor_id,
+                version_id=version.id,
+                architecture=base.architecture,
+                base_version=base.id,
+                labels=len(label_ids),
+                images=images,
+                automatic=automatic,
+                forced=force and len(label_ids) < threshold,
+                config=config,
+            )
+            session.commit()
+            self._spawn(version.id)
+            return {
+                "status": "ok",
+                "success": True,
+                "message": "Retraining started in the background",
+                "version_id": version.id,
+                "architecture": base.architecture,
+                "base_model": base.id,
+                "new_samples": len(label_ids),
+                "samples_used": images,
+            }
+
+    def _running(self, session: Session) -> ModelVersion | None:
+        return session.scalar(
+            select(ModelVersion).where(ModelVersion.status == Status.TRAINING).limit(1)
+        )
+
+    def _image_count(self, session: Session, label_ids: list[int]) -> int:
+        if not label_ids:
+            return 0
+        query = (
+            select(func.count(Image.id))
+            .join(Case, Case.id == Image.case_id)
+            .where(Case.current_label_id.in_(label_ids))
+        )
+        return session.scalar(query) or 0
+
+    def _base_model(self, session: Session, requested: str | None) -> ModelVersion:
+        """Runs start from production; another architecture starts from its newest usable
+        version. Training from scratch is `allcare train`'s job, not the loop's."""
+        production_id = pointer(session, Pointer.PRODUCTION)
+        production = session.get(ModelVersion, production_id) if production_id else None
+        wanted = canonical_architecture(requested) if requested else None
+        if production is not None and wanted in (None, production.architecture):
+            if production.architecture not in ARCHITECTURES:
+                raise InvalidInput(
+                    f"The production model {production.id} is a TorchScript or ONNX file and "
+                    "cannot be fine-tuned; promote a checkpoint of "
+                    f"{', '.join(ARCHITECTURES)} (e.g. one made by `allcare train`)"
+                )
+            return production
+        if wanted is None:
+            raise InvalidInput(
+                "No production model to fine-tune: train a first one with `allcare train`"
+            )
+        base = session.scalar(
+            select(ModelVersion)
+            .where(
+                ModelVersion.architecture == wanted,
+                ModelVersion.status.in_(
+                    [Status.PRODUCTION, Status.ARCHIVED, Status.EVALUATING, Status.REJECTED]
+                ),
+                ModelVersion.file_key.is_not(None),
+            )
+            .order_by(ModelVersion.created_at.desc())
+            .limit(1)
+        )
+        if base is None:
+            raise InvalidInput(
+                f"No {wanted} model to start from: train one with `allcare train "
+                f"--architecture {wanted}`"
+            )
+        return base
+
+    def _spawn(self, version_id: str) -> None:
+        logfile = worker_log(self.settings, version_id)
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        env = os.environ | settings_environment(self.settings)
+        command = [sys.executable, "-m", "allcare.services.training_worker", version_id]
+        try:
+            with logfile.open("ab") as output:
+                worker = subprocess.Popen(  # noqa: S603 - our own module and a version id
+                    command, env=env, stdout=output, stderr=subprocess.STDOUT
+                )
+        except OSError as exc:
+            self._fail(version_id, f"the training worker could not start: {exc}")
+            return
+        self._workers[version_id] = worker
+        threading.Thread(
+            target=self._wait, args=(version_id, worker), name=f"wait-{version_id}", daemon=True
+        ).start()
+        log.info("Training %s started in worker process %d", version_id, worker.pid)
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def _wait(self, version_id: str, worker: subprocess.Popen[bytes]) -> None:
+        code = worker.wait()
+        self._workers.pop(version_id, None)
+        self.finish(version_id, _exit_reason(code))
+
+    def finish(self, version_id: str, exit_reason: str) -> None:
+        """The worker is gone: record its death if it recorded nothing, apply a promotion the
+        gate granted."""
+        with self.db.session() as session:
+            version = session.get(ModelVersion, version_id)
+            if version is None:
+                return
+            if version.status == Status.TRAINING:
+                tail = self._log_tail(version_id)
+                self._fail(version_id, f"the training worker {exit_reason}{tail}")
+                return
+            verdict = (version.evaluation or {}).get("verdict")
+            pending = version.status == Status.EVALUATING and verdict == "promote"
+        if pending:
+            self._promote_candidate(version_id)
+
+    def _promote_candidate(self, version_id: str) -> None:
+        try:
+            self.deployment.promote(version_id, None, "passed the promotion gate", automatic=True)
+        except ServiceError as exc:
+            log.error("Automatic promotion of %s failed: %s", version_id, exc.detail)
+            with self.db.session() as session:
+                begin_write(session)
+                version = session.get(ModelVersion, version_id, with_for_update=True)
+                if version is not None:
+                    version.evaluation = (version.evaluation or {}) | {
+                        "verdict": "hold",
+                        "promotion_error": exc.detail,
+                    }
+                    session.commit()
+
+    def _fail(self, version_id: str, reason: str) -> None:
+        with self.db.session() as session:
+            begin_write(session)
+            version = session.get(ModelVersion, version_id, with_for_update=True)
+            if version is None or version.status != Status.TRAINING:
+                return
+            version.status = Status.FAILED.value
+            version.error = reason
+            version.finished_at = now_utc()
+            version.progress = (version.progress or {}) | {"phase": "failed"}
+            record_event(
+                session,
+                EventType.TRAINING_FAILED,
+                f"Training {version_id} failed: {reason}",
+                version_id=version_id,
+                error=reason,
+            )
+            session.commit()
+        log.error("Training %s failed: %s", version_id, reason)
+
+    def _log_tail(self, version_id: str) -> str:
+        path = worker_log(self.settings, version_id)
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return f"; last output: {lines[-1][:300]}" if lines else ""
+
+    def reconcile(self) -> None:
+        """At start-up: runs whose worker is gone are failed; a worker still alive (from before
+        a server restart) is watched until it ends; granted promotions are applied."""
+        timeout = self.settings.training_heartbeat_timeout_s
+        with self.db.session() as session:
+            versions = list(
+                session.scalars(
+                    select(ModelVersion).where(
+                        ModelVersion.status.in_([Status.TRAINING, Status.EVALUATING])
+                    )
+                )
+            )
+        for version in versions:
+            if version.status == Status.EVALUATING:
+                self.finish(version.id, "")
+                continue
+            beat = version.heartbeat_at or version.started_at or version.created_at
+            fresh = (now_utc() - beat).total_seconds() < timeout
+            if fresh and version.worker_pid and _alive(version.worker_pid):
+                threading.Thread(
+                    target=self._watch_orphan,
+                    args=(version.id, version.worker_pid),
+                    name=f"watch-{version.id}",
+                    daemon=True,
+                ).start()
+            else:
+                self._fail(
+                    version.id,
+                    "the training worker stopped without finishing (server restart or crash)",
+                )
+
+    def _watch_orphan(self, version_id: str, pid: int) -> None:
+        while _alive(pid):
+            time.sleep(2.0)
+        self.finish(version_id, "ended while the server was restarting")
+
+    # -- status and control --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The legacy retrain status object (contract 2.15), with the run's progress."""
+        with self.db.session() as session:
+            running = self._running(session)
+            if running is not None:
+                progress = running.progress or {}
+                return {
+                    "status": "training",
+                    "version_id": running.id,
+                    "started_at": wire_time(running.started_at),
+                    "architecture": running.architecture,
+                    "phase": progress.get("phase"),
+                    "epoch": progress.get("epoch"),
+                    "epochs": progress.get("epochs"),
+                    "fraction": progress.get("fraction"),
+                    "loss": progress.get("loss"),
+                    "eta_seconds": progress.get("eta_seconds"),
+                    "cancel_requested": running.cancel_requested,
+                }
+            last = session.scalar(
+                select(ModelVersion)
+                .where(ModelVersion.source == Source.TRAINING)
+                .order_by(ModelVersion.created_at.desc())
+                .limit(1)
+            )
+        if last is None:
+            return {"status": "not_started", "last_retrain": None}
+        if last.status == Status.EVALUATING and (last.evaluation or {}).get("verdict") == "promote":
+            return {
+                "status": "training",
+                "version_id": last.id,
+                "started_at": wire_time(last.started_at),
+                "architecture": last.architecture,
+                "phase": "promoting",
+                "fraction": 1.0,
+            }
+        return {
+            "status": "idle",
+            "last_retrain": wire_time(last.finished_at or last.started_at),
+            "last_version": last.id,
+            "last_accuracy": (last.metrics or {}).get("val_accuracy"),
+            "last_outcome": last.status,
+            "last_error": last.error,
+        }
+
+    def cancel(self, actor_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            begin_write(session)
+            running = self._running(session)
+            if running is None:
+                raise NotFound("No training run in progress")
+            running.cancel_requested = True
+            running.progress = (running.progress or {}) | {"cancel_requested_by": actor_id}
+            session.commit()
+            version_id = running.id
+        worker = self._workers.get(version_id)
+        if worker is not None:
+            threading.Timer(CANCEL_GRACE_S, _stop_if_running, args=(worker,)).start()
+        return {
+            "status": "ok",
+            "message": f"Cancellation of {version_id} requested; it stops after the current batch",
+            "version_id": version_id,
+        }
+
+    def after_label(self, outcome: LabelOutcome) -> None:
+        """Automatic retraining: once RETRAIN_MIN_NEW_LABELS unused labels arrived since the last
+        run started (so a failed run is not retried on every new label)."""
+        if not self.settings.retrain_auto:
+            return
+        with self.db.session() as session:
+            last_start = session.scalar(
+                select(func.max(ModelVersion.started_at)).where(
+                    ModelVersion.source == Source.TRAINING
+                )
+            )
+            fresh = label_pool.unused_label_ids(session, since=last_start)
+        if len(fresh) < self.settings.retrain_min_new_labels:
+            return
+        try:
+            result = self.trigger("system", None, force=False, automatic=True)
+        except ServiceError as exc:
+            self.last_auto_error = exc.detail
+            log.warning("Automatic retraining after case %s not started: %s", outcome.case_id, exc)
+            return
+        self.last_auto_error = None if result.get("success") else result.get("reason")
+
+    def close(self) -> None:
+        """Workers keep running across a server restart; reconcile() picks them up again."""
+        self._workers.clear()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _stop_if_running(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.terminate()

@@ -1,0 +1,366 @@
+"""The training worker process: one run, from its label snapshot to a judged candidate.
+
+    python -m allcare.services.training_worker VERSION_ID
+
+Started by the supervisor (services/training.py) with the server's settings in its environment.
+It trains at a lower CPU priority, reports progress and a heartbeat to the database, stops when
+asked, writes the candidate's file atomically, proves that it loads the way serving loads it,
+evaluates candidate and production on the same held-out photos, and records the gate's verdict.
+Whatever happens, it leaves the run either judged or failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import select
+
+from allcare.core.clock import now_utc
+from allcare.core.config import Settings, load_settings
+from allcare.ml.classes import CLASS_NAMES
+from allcare.ml.evaluation import evaluate
+from allcare.ml.loading import LoadedModel, load_model
+from allcare.ml.model_file import read_model
+from allcare.ml.photo import decode_photo, model_input_of
+from allcare.ml.preprocess import INPUT_SIZE, MEAN, RESIZE_SHORTER, STD
+from allcare.ml.runners import softmax
+from allcare.ml.training import Progress, TrainingCancelled, TrainingConfig, fine_tune
+from allcare.runtime import Runtime, model_options
+from allcare.services.events import EventType, record_event
+from allcare.services.images import IMAGE_NAMESPACE
+from allcare.services.label_pool import LabelledImage, Split, labelled_images
+from allcare.services.promotion_gate import GatePolicy, Verdict, decide
+from allcare.services.registry import (
+    Pointer,
+    Status,
+    get_version,
+    model_file,
+    pointer,
+    write_model_file,
+)
+from allcare.store.blobs import BlobStore
+from allcare.store.crypto import Sealer
+from allcare.store.db import Database, begin_write
+from allcare.store.models import ModelVersion, TrainingLabel
+
+log = logging.getLogger("allcare.training_worker")
+PROGRESS_INTERVAL_S = 2.0
+EVAL_BATCH = 16
+
+
+def checkpoint(module: torch.nn.Module, architecture: str, version_id: str) -> dict[str, Any]:
+    """The candidate's file: weights, architecture and the preprocessing it was trained with."""
+    return {
+        "model_state_dict": module.state_dict(),
+        "architecture": architecture,
+        "classes": list(CLASS_NAMES),
+        "preprocess": {
+            "resize_shorter": RESIZE_SHORTER,
+            "center_crop": INPUT_SIZE,
+            "mean": MEAN.ravel().tolist(),
+            "std": STD.ravel().tolist(),
+        },
+        "version_id": version_id,
+    }
+
+
+def gate_policy(settings: Settings) -> GatePolicy:
+    return GatePolicy(
+        min_eval_images=settings.promotion_min_eval_cases,
+        min_improvement=settings.promotion_min_improvement,
+        max_ece_increase=settings.promotion_max_ece_increase,
+    )
+
+
+def predict(model: LoadedModel, inputs: list[np.ndarray]) -> np.ndarray:
+    rows = [
+        softmax(model.runner.run(np.stack(inputs[i : i + EVAL_BATCH])).logits)
+        for i in range(0, len(inputs), EVAL_BATCH)
+    ]
+    return np.concatenate(rows) if rows else np.zeros((0, len(CLASS_NAMES)))
+
+
+class TrainingRun:
+    def __init__(
+        self, settings: Settings, db: Database, sealer: Sealer, blobs: BlobStore, version_id: str
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.sealer = sealer
+        self.blobs = blobs
+        self.version_id = version_id
+        self._last_report = 0.0
+
+    def execute(self) -> int:
+        try:
+            self._run()
+        except TrainingCancelled:
+            self._fail(f"cancelled by {self._cancelled_by()}", cancelled=True)
+            return 0
+        except Exception as exc:
+            log.exception("Training %s failed", self.version_id)
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return 1
+        return 0
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with self.db.session() as session:
+            begin_write(session)
+            version = get_version(session, self.version_id, lock=True)
+            if version.status != Status.TRAINING:
+                raise RuntimeError(f"{self.version_id} is {version.status}, not training")
+            version.worker_pid = os.getpid()
+            session.commit()
+            label_ids = list(
+                session.scalars(
+                    select(TrainingLabel.label_id).where(
+                        TrainingLabel.version_id == self.version_id
+                    )
+                )
+            )
+            train = labelled_images(session, self.sealer, label_ids, split=Split.TRAIN)
+            held_out = labelled_images(session, self.sealer, split=Split.HOLDOUT)
+            base = get_version(session, version.base_version or "")
+            base_path = model_file(self.settings, base)
+            architecture = version.architecture or ""
+            config = TrainingConfig.from_wire(version.training_config or {})
+        self._report({"phase": "loading", "fraction": 0.0})
+        _, module = read_model(base_path, trust_pickle=self.settings.model_trust_pickle)
+        started = time.monotonic()
+        log_rows = fine_tune(
+            module,
+            [self._loader(sample) for sample in train],
+            [CLASS_NAMES.index(sample.label) for sample in train],
+            config,
+            device=_device(self.settings.retrain_device),
+            seed=int.from_bytes(self.version_id.encode()[-4:], "big"),
+            on_progress=self._progress,
+            should_stop=self._should_stop,
+        )
+        training_seconds = time.monotonic() - started
+        self._report({"phase": "saving", "fraction": 1.0}, force=True)
+        file_key, sha256, size = write_model_file(
+            self.settings,
+            self.version_id,
+            "model.pt",
+            lambda temp: torch.save(checkpoint(module, architecture, self.version_id), temp),
+        )
+        self._report({"phase": "validating"}, force=True)
+        options = model_options(self.settings)
+        candidate = load_model(self.settings.models_dir / file_key, options, self.version_id)
+        self._report({"phase": "evaluating"}, force=True)
+        self._judge(candidate, held_out, file_key, sha256, size, log_rows, train, training_seconds)
+
+    def _judge(
+        self,
+        candidate: LoadedModel,
+        held_out: list[LabelledImage],
+        file_key: str,
+        sha256: str,
+        size: int,
+        log_rows: list[dict[str, Any]],
+        train: list[LabelledImage],
+        training_seconds: float,
+    ) -> None:
+        inputs = [model_input_of(self._photo(sample)) for sample in held_out]
+        labels = np.array([CLASS_NAMES.index(sample.label) for sample in held_out], dtype=int)
+        candidate_metrics = evaluate(predict(candidate, inputs), labels)
+        with self.db.session() as session:
+            production_id = pointer(session, Pointer.PRODUCTION)
+            production = session.get(ModelVersion, production_id) if production_id else None
+            production_path = model_file(self.settings, production) if production else None
+        production_metrics = None
+        if production_path is not None:
+            options = model_options(self.settings)
+            current = load_model(production_path, options, production_id)
+            production_metrics = evaluate(predict(current, inputs), labels)
+        decision = decide(candidate_metrics, production_metrics, gate_policy(self.settings))
+        last = log_rows[-1] if log_rows else {}
+        metrics = {
+            "val_accuracy": candidate_metrics.get("accuracy"),
+            "balanced_accuracy": candidate_metrics.get("balanced_accuracy"),
+            "mel_recall": candidate_metrics.get("mel_recall"),
+            "ece": candidate_metrics.get("ece"),
+            "eval_images": candidate_metrics["n"],
+            "train_accuracy": last.get("train_accuracy"),
+            "train_loss": last.get("train_loss"),
+            "samples_used": len(train),
+            "new_samples_used": len({sample.label_id for sample in train}),
+            "epochs_completed": len(log_rows),
+            "training_seconds": round(training_seconds, 1),
+            "seconds_per_epoch": round(training_seconds / max(1, len(log_rows)), 1),
+        }
+        self._record_outcome(
+            file_key=file_key,
+            sha256=sha256,
+            size=size,
+            metrics=metrics,
+            log_rows=log_rows,
+            evaluation={
+                "production_version": production_id,
+                "candidate": candidate_metrics,
+                "production": production_metrics,
+                "verdict": decision.verdict.value,
+                "reasons": decision.reasons,
+                "eval_images": candidate_metrics["n"],
+            },
+            verdict=decision.verdict,
+            reasons=decision.reasons,
+        )
+
+    def _record_outcome(
+        self,
+        *,
+        file_key: str,
+        sha256: str,
+        size: int,
+        metrics: dict[str, Any],
+        log_rows: list[dict[str, Any]],
+        evaluation: dict[str, Any],
+        verdict: Verdict,
+        reasons: list[str],
+    ) -> None:
+        with self.db.session() as session:
+            begin_write(session)
+            version = get_version(session, self.version_id, lock=True)
+            version.file_key, version.sha256, version.size_bytes = file_key, sha256, size
+            version.metrics = metrics
+            version.training_log = log_rows
+            version.evaluation = evaluation
+            version.status = (
+                Status.REJECTED if verdict == Verdict.REJECT else Status.EVALUATING
+            ).value
+            version.finished_at = now_utc()
+            version.heartbeat_at = now_utc()
+            version.progress = (version.progress or {}) | {"phase": "done", "fraction": 1.0}
+            record_event(
+                session,
+                EventType.TRAINING_COMPLETED,
+                f"Training {self.version_id} completed: accuracy {metrics['val_accuracy']}, "
+                f"balanced accuracy {metrics['balanced_accuracy']} on "
+                f"{metrics['eval_images']} held-out photos; gate: {verdict.value}",
+                version_id=self.version_id,
+                accuracy=metrics["val_accuracy"],
+                samples_used=metrics["samples_used"],
+                metrics=metrics,
+                verdict=verdict.value,
+                reasons=reasons,
+            )
+            if verdict == Verdict.REJECT:
+                record_event(
+                    session,
+                    EventType.CANDIDATE_REJECTED,
+                    f"Candidate {self.version_id} rejected: {'; '.join(reasons)}",
+                    version_id=self.version_id,
+                    reasons=reasons,
+                    candidate=evaluation["candidate"],
+                    production=evaluation["production"],
+                )
+            session.commit()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _photo(self, sample: LabelledImage) -> bytes:
+        return self.blobs.read(sample.blob_key, IMAGE_NAMESPACE, sample.image_id)
+
+    def _loader(self, sample: LabelledImage) -> Callable[[], Any]:
+        return lambda: decode_photo(self._photo(sample))
+
+    def _progress(self, progress: Progress) -> None:
+        self._report(
+            {
+                "phase": "training",
+                "epoch": progress.epoch,
+                "epochs": progress.epochs,
+                "batch": progress.batch,
+                "batches": progress.batches,
+                "fraction": round(progress.fraction, 4),
+                "loss": round(progress.loss, 5),
+                "eta_seconds": round(progress.eta_seconds or 0.0, 1),
+            },
+            force=progress.batch == progress.batches,
+        )
+
+    def _report(self, progress: dict[str, Any], *, force: bool = False) -> None:
+        """Progress and heartbeat, at most every PROGRESS_INTERVAL_S unless forced."""
+        now = time.monotonic()
+        if not force and now - self._last_report < PROGRESS_INTERVAL_S:
+            return
+        self._last_report = now
+        with self.db.session() as session:
+            begin_write(session)
+            version = get_version(session, self.version_id, lock=True)
+            version.progress = (
+                (version.progress or {}) | progress | {"updated_at": now_utc().isoformat()}
+            )
+            version.heartbeat_at = now_utc()
+            session.commit()
+
+    def _should_stop(self) -> bool:
+        with self.db.session() as session:
+            return bool(get_version(session, self.version_id).cancel_requested)
+
+    def _cancelled_by(self) -> str:
+        with self.db.session() as session:
+            progress = get_version(session, self.version_id).progress or {}
+        return str(progress.get("cancel_requested_by", "an admin"))
+
+    def _fail(self, reason: str, *, cancelled: bool = False) -> None:
+        with self.db.session() as session:
+            begin_write(session)
+            version = get_version(session, self.version_id, lock=True)
+            if version.status != Status.TRAINING:
+                return
+            version.status = Status.FAILED.value
+            version.error = reason
+            version.finished_at = now_utc()
+            version.progress = (version.progress or {}) | {
+                "phase": "cancelled" if cancelled else "failed"
+            }
+            record_event(
+                session,
+                EventType.TRAINING_FAILED,
+                f"Training {self.version_id} {'was ' if cancelled else 'failed: '}{reason}",
+                version_id=self.version_id,
+                error=reason,
+                cancelled=cancelled,
+            )
+            session.commit()
+
+
+def _device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m allcare.services.training_worker VERSION_ID")
+    settings = load_settings()
+    os.nice(10)  # serving first: training takes the CPU the API leaves
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(settings.training_threads or max(1, (cores or 1) - 1))
+    db, sealer = Runtime.open_store(settings)
+    blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
+    try:
+        code = TrainingRun(settings, db, sealer, blobs, sys.argv[1]).execute()
+    finally:
+        db.dispose()
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

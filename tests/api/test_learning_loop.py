@@ -1,0 +1,213 @@
+"""The whole learning cycle through the HTTP API: labels, a background training run on a real
+MobileNetV3, evaluation on the frozen held-out cases, the promotion gate, the serving model
+changing live, rollback; a worse candidate refused; one run at a time; a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from allcare.core.config import Settings
+from allcare.ml.classes import CLASS_NAMES
+from allcare.store.models import ModelVersion
+from tests.conftest import Api
+from tests.learning import colour_photo, labelled_cases, mobilenet_checkpoint, wait_for_run
+
+TRAINING = {"epochs": 3, "batch_size": 8, "learning_rate": 0.001, "optimizer": "Adam"}
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Training runs are slow on a CPU: these scenarios run on SQLite only (the registry and
+    label queries they use run on PostgreSQL in tests/api/test_labels.py and test_registry.py)."""
+    return f"sqlite:///{tmp_path / 'storage' / 'allcare.db'}"
+
+
+@pytest.fixture
+def loop(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
+) -> Callable[..., Api]:
+    def start(favour: str, **overrides: object) -> Api:
+        model = mobilenet_checkpoint(tmp_path / f"{favour}.pt", favour)
+        values: dict[str, object] = {
+            "model_path": model,
+            "inference_runtime": "torch",
+            "retrain_auto": False,
+            "promotion_min_eval_cases": 5,
+            "training_threads": 2,
+        } | overrides
+        api = make_api(make_settings(**values))
+        for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+            api.add_user(user, role)
+        admin = api.as_user("admin1")
+        assert admin.post("/admin/training-config", json=TRAINING).status_code == 200
+        return api
+
+    return start
+
+
+def predict(api: Api, label: str) -> dict[str, object]:
+    response = api.client.post(
+        "/check-image",
+        params={"predict_only": "true"},
+        files={"file": ("p.jpg", colour_photo(label, 999), "image/jpeg")},
+        headers=api.headers("gp1"),
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[..., Api]) -> None:
+    api = loop("nv")
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    share = api.runtime.settings.eval_holdout_share
+    made = labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=6)
+    before = admin.get("/admin/models").json()
+    production = before["current_production"]
+    counts = admin.get("/admin/labels/count").json()
+    assert counts["unused_labels"] == len(made["train"]) == 42
+    assert counts["held_out_labels"] == len(made["holdout"]) == 7
+
+    started = admin.post(
+        "/admin/retrain/trigger", json={"architecture": "mobilenet", "force": False}
+    ).json()
+    assert started["success"] is True
+    assert started["architecture"] == "mobilenet_v3_large"
+    candidate = started["version_id"]
+    seen = wait_for_run(admin)
+    assert seen["version_id"] == candidate
+
+    models = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}
+    judged = models[candidate]
+    assert judged["status"] == "production", judged["evaluation"]
+    assert judged["evaluation"]["verdict"] == "promote"
+    assert judged["evaluation"]["production_version"] == production
+    assert judged["evaluation"]["eval_images"] == 7
+    assert (
+        judged["metrics"]["balanced_accuracy"]
+        > judged["evaluation"]["production"]["balanced_accuracy"]
+    )
+    assert models[production]["status"] == "archived"
+    registry = admin.get("/admin/models").json()
+    assert registry["current_production"] == registry["active_inference"] == candidate
+    assert predict(api, "bcc")["model_version"] == candidate
+    log = admin.get(f"/admin/models/{candidate}/training-log").json()
+    assert log["total_epochs"] == 3
+    assert "train_loss" in log["plot_data"]["available_metrics"]
+    counts = admin.get("/admin/labels/count").json()
+    assert (counts["unused_labels"], counts["used_labels"]) == (0, 42)
+    types = [e["type"] for e in admin.get("/admin/events", params={"limit": 200}).json()["events"]]
+    for expected in ("retrain_triggered", "training_completed", "model_promoted"):
+        assert expected in types
+
+    back = admin.post("/admin/models/rollback", json={"reason": "checking rollback"}).json()
+    assert (back["from_version"], back["to_version"]) == (candidate, production)
+    assert predict(api, "bcc")["model_version"] == production
+    registry = admin.get("/admin/models").json()
+    assert registry["current_production"] == registry["active_inference"] == production
+    assert {m["version_id"]: m["status"] for m in registry["models"]}[candidate] == "archived"
+
+
+def test_a_candidate_that_misses_melanoma_is_rejected_and_never_serves(
+    loop: Callable[..., Api],
+) -> None:
+    """Production answers mel for everything (melanoma recall 1.0); the doctors' new labels
+    hold no melanoma, so the candidate forgets it and must not replace production."""
+    api = loop("mel")
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    share = api.runtime.settings.eval_holdout_share
+    without_mel = tuple(label for label in CLASS_NAMES if label != "mel")
+    labelled_cases(
+        api.client, gp, doctor, "gp1", share, train_per_class=4, train_classes=without_mel
+    )
+    production = admin.get("/admin/models").json()["current_production"]
+    candidate = admin.post("/admin/retrain/trigger", json={"force": True}).json()["version_id"]
+    wait_for_run(admin)
+
+    registry = admin.get("/admin/models").json()
+    judged = {m["version_id"]: m for m in registry["models"]}[candidate]
+    assert judged["status"] == "rejected"
+    assert judged["evaluation"]["verdict"] == "reject"
+    assert any("melanoma recall drops" in reason for reason in judged["evaluation"]["reasons"])
+    assert registry["current_production"] == registry["active_inference"] == production
+    assert predict(api, "mel")["model_version"] == production
+    events = admin.get("/admin/events", params={"event_type": "candidate_rejected"}).json()
+    assert events["events"][0]["metadata"]["version_id"] == candidate
+    refused = admin.post(f"/admin/models/{candidate}/activate")
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "Only production or candidate models can be activated"
+
+
+def test_one_run_at_a_time_automatic_start_and_cancel(loop: Callable[..., Api]) -> None:
+    api = loop("nv", retrain_auto=True, retrain_min_new_labels=14)
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    admin.post("/admin/training-config", json={"epochs": 50})
+    share = api.runtime.settings.eval_holdout_share
+    labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=2, holdout_per_class=0)
+    running = admin.get("/admin/retrain/status").json()
+    assert running["retrain_status"]["status"] == "training", running
+    version = running["retrain_status"]["version_id"]
+    events = admin.get("/admin/events").json()["events"]
+    trigger = next(e for e in events if e["type"] == "retrain_triggered")
+    assert trigger["actor"] == "system"
+    assert trigger["metadata"]["automatic"] is True
+    assert any(e["type"] == "threshold_reached" for e in events)
+
+    def trigger_again(_: int) -> dict[str, object]:
+        return api.as_user("admin1").post("/admin/retrain/trigger", json={"force": True}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(trigger_again, range(8)))
+    assert all(answer["success"] is False for answer in answers)
+    assert {answer["version_id"] for answer in answers} == {version}
+
+    cancelled = admin.post("/admin/retrain/cancel").json()
+    assert cancelled["version_id"] == version
+    wait_for_run(admin, timeout=120)
+    entry = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}[version]
+    assert entry["status"] == "failed"
+    assert entry["error"] == "cancelled by admin1"
+    counts = admin.get("/admin/labels/count").json()
+    assert counts["unused_labels"] == counts["total_labels"] == 14  # a failed run uses nothing
+    assert admin.post("/admin/retrain/cancel").status_code == 404
+
+
+def test_a_killed_worker_fails_the_run_and_leaves_the_registry_consistent(
+    loop: Callable[..., Api],
+) -> None:
+    api = loop("nv")
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    admin.post("/admin/training-config", json={"epochs": 50})
+    share = api.runtime.settings.eval_holdout_share
+    labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=2, holdout_per_class=0)
+    before = admin.get("/admin/models").json()
+    version = admin.post("/admin/retrain/trigger", json={"force": True}).json()["version_id"]
+    deadline = time.monotonic() + 120
+    while admin.get("/admin/retrain/status").json()["retrain_status"].get("phase") != "training":
+        assert time.monotonic() < deadline, "the run never started training"
+        time.sleep(0.2)
+    with api.runtime.db.session() as session:
+        pid = session.get(ModelVersion, version).worker_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for_run(admin, timeout=60)
+
+    after = admin.get("/admin/models").json()
+    entry = {m["version_id"]: m for m in after["models"]}[version]
+    assert entry["status"] == "failed"
+    assert "killed by SIGKILL" in entry["error"]
+    assert entry["path"] is None
+    assert after["current_production"] == before["current_production"]
+    assert after["active_inference"] == before["active_inference"]
+    folder = api.runtime.settings.models_dir / version
+    assert not [p for p in folder.glob("*") if p.name != "worker.log"]
+    failed = admin.get("/admin/events", params={"event_type": "training_failed"}).json()
+    assert failed["events"][0]["metadata"]["version_id"] == version
+    assert admin.post("/admin/retrain/trigger", json={"force": True}).json()["success"] is True
+    admin.post("/admin/retrain/cancel")
+    wait_for_run(admin, timeout=120)
