@@ -24,7 +24,7 @@ class TinyClassifier(nn.Module):
             for parameter in self.parameters():
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
             if favour is not None:
-                self.head.bias[favour] += 10.0
+                self.head.bias[favour] += 30.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))

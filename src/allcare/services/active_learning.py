@@ -187,7 +187,7 @@ class ActiveLearningService:
         found = dict(
             self.session.execute(
                 select(Image.id, Image.embedding).where(Image.id.in_(wanted))
-            ).tuples()
+            ).all()
         )
         rows = []
         for image_id in wanted:

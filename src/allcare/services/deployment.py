@@ -93,15 +93,16 @@ class Deployment:
         except ModelLoadError as exc:
             raise ConfigError(f"MODEL_PATH: {exc}") from exc
         begin_write(session)
-        version = self._register(session, path, Source.MODEL_PATH, Status.PRODUCTION, None)
+        version = self._register(session, path, Source.MODEL_PATH, Status.EVALUATING, None)
         version.architecture = self._architecture()
-        set_pointer(session, Pointer.PRODUCTION, version.id, None, "MODEL_PATH at start-up")
-        set_pointer(session, Pointer.ACTIVE, version.id, None, "MODEL_PATH at start-up")
+        previous = pointer(session, Pointer.PRODUCTION)
+        self._make_production(session, version, previous, None, "MODEL_PATH at start-up")
         record_event(
             session,
             EventType.MODEL_REGISTERED,
             f"MODEL_PATH {path.name} registered as {version.id} and put in production",
             version_id=version.id,
+            previous_production=previous,
             source=Source.MODEL_PATH.value,
             sha256=version.sha256,
         )

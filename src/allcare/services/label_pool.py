@@ -110,7 +110,7 @@ def labelled_images(
     if label_ids is not None:
         query = query.where(CaseLabel.id.in_(label_ids))
     samples = []
-    for image, label in session.execute(query).tuples():
+    for image, label in session.execute(query):
         samples.append(
             LabelledImage(
                 image_id=image.id,
@@ -131,14 +131,14 @@ def pool_entries(
     if unused_only:
         query = query.where(_training_side(), ~_used(CaseLabel.id))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(CaseLabel.id.desc()).limit(limit)).tuples().all()
+    rows = session.execute(query.order_by(CaseLabel.id.desc()).limit(limit)).all()
     used_in = _versions_using(session, [label.id for _, label in rows])
     first_labelled = dict(
         session.execute(
             select(CaseLabel.case_id, func.min(CaseLabel.created_at))
             .where(CaseLabel.case_id.in_([case.id for case, _ in rows]))
             .group_by(CaseLabel.case_id)
-        ).tuples()
+        ).all()
     )
     entries = []
     for case, label in rows:

@@ -1,0 +1,155 @@
+"""``allcare train`` and ``allcare models ...``: a first model, and the registry from a shell."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from allcare.cli.common import fail
+from allcare.core.config import ConfigError, Settings, load_settings
+from allcare.runtime import Runtime, model_options
+from allcare.services.errors import ServiceError
+from allcare.store.db import Database
+
+if TYPE_CHECKING:
+    from allcare.services.deployment import Deployment
+
+models_app = typer.Typer(no_args_is_help=True, help="Inspect and change the model registry.")
+ACTOR = "command-line"
+
+
+@contextmanager
+def _registry() -> Iterator[tuple[Settings, Database]]:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        db, _sealer = Runtime.open_store(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        yield settings, db
+    except ServiceError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _deployment() -> Iterator[Deployment]:
+    """Changes are loaded here first (the same validation as the server's); a running server
+    follows the registry's active model within REGISTRY_POLL_SECONDS."""
+    from allcare.ml.batching import InferenceEngine
+    from allcare.services.deployment import Deployment
+
+    with _registry() as (settings, db):
+        engine = InferenceEngine(
+            None, options=model_options(settings), max_batch=1, max_wait_s=0, queue_size=1
+        )
+        try:
+            yield Deployment(db, settings, engine)
+        finally:
+            engine.close()
+
+
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with labels.csv and images/.")],
+    architecture: Annotated[
+        str, typer.Option(help="resnet50, efficientnet_v2_m, mobilenet_v3_large")
+    ] = "mobilenet_v3_large",
+    epochs: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, max=128)] = 16,
+    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = 1e-3,
+    eval_split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "val",
+    mini: Annotated[bool, typer.Option(help="Only rows with mini=1 (a quick run)")] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=2, help="At most this many photos per split")
+    ] = None,
+    start_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint")] = None,
+    promote: Annotated[bool, typer.Option(help="Make it production and serve it")] = False,
+) -> None:
+    """Train a model on a folder of labelled photos and register it (a clinic's first model)."""
+    import torch
+
+    from allcare.ml.training import Progress, TrainingConfig
+    from allcare.services.folder_training import FolderRun, train_from_folder
+    from allcare.services.training import canonical_architecture
+
+    with _registry() as (settings, db):
+        run = FolderRun(
+            data_dir=data_dir,
+            architecture=canonical_architecture(architecture),
+            config=TrainingConfig(
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate
+            ),
+            eval_split=eval_split,
+            mini=mini,
+            limit=limit,
+            start_from=start_from,
+        )
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(settings.training_threads or cores or 1)
+        with typer.progressbar(length=1000, label=f"Training {run.architecture}") as bar:
+            done = 0
+
+            def progress(step: Progress) -> None:
+                nonlocal done
+                target = int(step.fraction * 1000)
+                bar.update(target - done)
+                done = target
+                bar.label = f"epoch {step.epoch}/{step.epochs} loss {step.loss:.3f}"
+
+            result = train_from_folder(settings, db, run, ACTOR, progress)
+        metrics = result["metrics"]
+        typer.echo(
+            f"Registered {result['version_id']}: accuracy {metrics['val_accuracy']:.3f}, "
+            f"balanced accuracy {metrics['balanced_accuracy']:.3f}, melanoma recall "
+            f"{metrics['mel_recall']}, ECE {metrics['ece']:.3f} on {metrics['eval_images']} "
+            f"'{eval_split}' photos; {metrics['seconds_per_epoch']} s per epoch"
+        )
+    if promote:
+        with _deployment() as deployment:
+            deployment.promote(result["version_id"], ACTOR, "first model, trained from a folder")
+        typer.echo(f"{result['version_id']} is in production and serves predictions")
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Every version, newest first, with the production (P) and active (A) marks."""
+    from allcare.services import registry
+
+    with _registry() as (settings, db), db.session() as session:
+        listing = registry.list_models(session, settings, None)
+    for model in listing["models"]:
+        marks = ("P" if model["version_id"] == listing["current_production"] else " ") + (
+            "A" if model["version_id"] == listing["active_inference"] else " "
+        )
+        accuracy = model["metrics"].get("val_accuracy")
+        typer.echo(
+            f"{marks} {model['version_id']}  {model['status']:<10} "
+            f"{model['architecture'] or '-':<18} {model['created_at']}  "
+            f"{'-' if accuracy is None else f'{accuracy:.3f}'}  {model['source']}"
+        )
+
+
+@models_app.command("activate")
+def activate(version_id: str) -> None:
+    """Serve this version (it is loaded here first)."""
+    with _deployment() as deployment:
+        deployment.activate(version_id, ACTOR)
+    typer.echo(f"{version_id} is active")
+
+
+@models_app.command("promote")
+def promote_version(
+    version_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")]
+) -> None:
+    """Make this version production (and serve it)."""
+    with _deployment() as deployment:
+        deployment.promote(version_id, ACTOR, reason)
+    typer.echo(f"{version_id} is in production")

@@ -1,0 +1,114 @@
+"""``allcare train`` and ``allcare models``: a clinic's first model, then the registry from a
+shell; and the learning loop on real HAM10000 photos when ham10000-dev is present."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from allcare.cli import app
+from allcare.core.config import Settings
+from allcare.ml.classes import CLASS_NAMES
+from tests.conftest import Api
+from tests.learning import add_case, wait_for_run
+
+HAM = Path(__file__).parents[2].parent / "shared" / "data" / "ham10000-dev"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Training is slow on a CPU: SQLite only (the registry runs on PostgreSQL elsewhere)."""
+    return f"sqlite:///{tmp_path / 'storage' / 'allcare.db'}"
+
+
+@pytest.fixture
+def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    for name, value in (
+        ("STORAGE_ROOT", str(settings.storage_root)),
+        ("DATABASE_URL", settings.sqlalchemy_url),
+        ("INFERENCE_RUNTIME", "torch"),
+        ("TRAINING_THREADS", "2"),
+    ):
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def colour_folder(root: Path) -> Path:
+    from tests.learning import colour_photo
+
+    (root / "images").mkdir(parents=True)
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "split", "lesion_id", "mini"])
+        for index, label in enumerate(CLASS_NAMES * 3):
+            image_id = f"IMG_{index:04d}"
+            (root / "images" / f"{image_id}.jpg").write_bytes(colour_photo(label, index))
+            split = "val" if index >= 14 else "train"
+            writer.writerow([image_id, label, split, f"L{index}", "1"])
+    return root
+
+
+def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
+    run: Callable[..., object], tmp_path: Path, make_api: Callable[..., Api], settings: Settings
+) -> None:
+    folder = colour_folder(tmp_path / "data")
+    result = run("train", str(folder), "--epochs", "1", "--batch-size", "7", "--promote")
+    assert result.exit_code == 0, result.output
+    assert "Registered v" in result.output
+    assert "is in production and serves predictions" in result.output
+    listing = run("models", "list")
+    assert listing.exit_code == 0
+    [line] = listing.output.strip().splitlines()
+    assert line.startswith("PA v")
+    assert "production mobilenet_v3_large" in line
+    version = line.split()[1]
+
+    api = make_api()
+    api.add_user("admin1", "admin")
+    admin = api.as_user("admin1")
+    [model] = admin.get("/admin/models").json()["models"]
+    assert (model["version_id"], model["source"]) == (version, "command")
+    assert model["metrics"]["eval_images"] == 7
+    assert admin.get(f"/admin/models/{version}/training-log").json()["total_epochs"] == 1
+    assert api.runtime.engine.model.version == version
+
+    missing = run("train", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 1
+    assert "labels.csv not found" in missing.output
+    assert run("models", "activate", "v20990101_001").exit_code == 1
+
+
+@pytest.mark.skipif(not HAM.exists(), reason="ham10000-dev data set not present")
+def test_the_learning_loop_on_real_ham10000_photos(
+    run: Callable[..., object], make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    """A first model from a few real photos, then real lesion photos uploaded, labelled by a
+    doctor with their true diagnosis, and a fine-tuning run judged on held-out real photos."""
+    first = run("train", str(HAM), "--mini", "--limit", "35", "--epochs", "1", "--promote")
+    assert first.exit_code == 0, first.output
+    api = make_api(make_settings(inference_runtime="torch", training_threads=2, retrain_auto=False))
+    for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+        api.add_user(user, role)
+    gp, doctor, admin = (api.as_user(u) for u in ("gp1", "doc1", "admin1"))
+    admin.post("/admin/training-config", json={"epochs": 1, "batch_size": 8})
+    with (HAM / "labels.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["mini"] == "1" and r["split"] == "test"]
+    for row in rows[:40]:
+        photo = (HAM / "images" / f"{row['image_id']}.jpg").read_bytes()
+        case_id = add_case(api.client, gp, "gp1", lambda _case, photo=photo: photo)
+        labelled = doctor.post(f"/cases/{case_id}/label", json={"correct_label": row["dx"]})
+        assert labelled.status_code == 200
+    started = admin.post("/admin/retrain/trigger", json={"force": True}).json()
+    assert started["success"] is True, started
+    wait_for_run(admin, timeout=300)
+    judged = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}[
+        started["version_id"]
+    ]
+    assert judged["status"] in ("production", "evaluating", "rejected"), judged["error"]
+    assert judged["evaluation"]["eval_images"] > 0
+    assert judged["metrics"]["samples_used"] == started["samples_used"]
