@@ -13,9 +13,11 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from allcare.core.config import Settings
 from allcare.ml.architectures import build
 from allcare.ml.classes import CLASS_NAMES
 from allcare.services.label_pool import Split, split_for
+from tests.conftest import Api
 
 PALETTE = [
     (220, 30, 30),
@@ -136,3 +138,40 @@ def labelled_cases(
         made[side].append((case_id, label))
         assert seed < 500, "could not fill both sides of the split"
     return made
+
+
+TRAINING = {"epochs": 3, "batch_size": 8, "learning_rate": 0.001, "optimizer": "Adam"}
+
+
+def start_clinic(
+    make_api: Callable[..., Api],
+    make_settings: Callable[..., Settings],
+    folder: Path,
+    favour: str,
+    **overrides: object,
+) -> Api:
+    """A server whose production model is a MobileNetV3 favouring one class, with a GP, a doctor
+    and an admin, and a short training configuration."""
+    values: dict[str, object] = {
+        "model_path": mobilenet_checkpoint(folder / f"{favour}.pt", favour),
+        "inference_runtime": "torch",
+        "retrain_auto": False,
+        "promotion_min_eval_cases": 5,
+        "training_threads": 2,
+    } | overrides
+    api = make_api(make_settings(**values))
+    for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+        api.add_user(user, role)
+    assert api.as_user("admin1").post("/admin/training-config", json=TRAINING).status_code == 200
+    return api
+
+
+def predict(api: Api, label: str) -> dict[str, object]:
+    response = api.client.post(
+        "/check-image",
+        params={"predict_only": "true"},
+        files={"file": ("p.jpg", colour_photo(label, 999), "image/jpeg")},
+        headers=api.headers("gp1"),
+    )
+    assert response.status_code == 200
+    return response.json()

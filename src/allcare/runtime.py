@@ -23,6 +23,7 @@ from allcare.store.models import User
 if TYPE_CHECKING:
     from allcare.ml.batching import InferenceEngine
     from allcare.ml.loading import ModelOptions
+    from allcare.services.active_learning import OpenedProbabilities
     from allcare.services.deployment import Deployment
     from allcare.services.photo_checks import PhotoCheckService
     from allcare.services.training import TrainingSupervisor
@@ -42,6 +43,9 @@ class Runtime:
     photo_checks: PhotoCheckService
     deployment: Deployment
     training: TrainingSupervisor
+    opened_probabilities: OpenedProbabilities = field(
+        default_factory=lambda: _opened_probabilities(), init=False
+    )
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
 
     @classmethod
@@ -175,6 +179,12 @@ class Runtime:
         self.engine.close()
         self.decode_pool.shutdown(wait=True)
         self.db.dispose()
+
+
+def _opened_probabilities() -> OpenedProbabilities:
+    from allcare.services.active_learning import OpenedProbabilities
+
+    return OpenedProbabilities()
 
 
 def model_options(settings: Settings) -> ModelOptions:

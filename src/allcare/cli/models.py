@@ -77,8 +77,8 @@ def train(
     import torch
 
     from allcare.ml.training import Progress, TrainingConfig
+    from allcare.services.architecture_choice import canonical_architecture
     from allcare.services.folder_training import FolderRun, train_from_folder
-    from allcare.services.training import canonical_architecture
 
     with _registry() as (settings, db):
         run = FolderRun(

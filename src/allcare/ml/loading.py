@@ -16,7 +16,7 @@ from allcare.ml.classes import NUM_CLASSES
 from allcare.ml.model_source import ModelFormat, ModelLoadError, ModelSource, sha256_file
 from allcare.ml.onnx_export import cached_or_exported
 from allcare.ml.preprocess import INPUT_SIZE
-from allcare.ml.runners import OnnxRunner, Runner
+from allcare.ml.runners import OnnxRunner, Runner, softmax
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +98,12 @@ def _warm_up(runner: Runner, path: Path) -> None:
             )
         if not np.isfinite(logits).all():
             raise ModelLoadError(f"{path} outputs non-finite values on a blank image")
+
+
+def predict(model: LoadedModel, inputs: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Class probabilities of many model inputs, in batches (evaluation)."""
+    rows = [
+        softmax(model.runner.run(np.stack(inputs[i : i + batch_size])).logits)
+        for i in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(rows) if rows else np.zeros((0, NUM_CLASSES))

@@ -17,7 +17,9 @@ from allcare.ml.architectures import (
     detect_architecture,
     strip_data_parallel_prefix,
 )
+from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.model_source import ModelFormat, ModelLoadError, ModelSource, sha256_file
+from allcare.ml.preprocess import INPUT_SIZE, MEAN, RESIZE_SHORTER, STD
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -86,3 +88,19 @@ def _from_state_dict(
             f"{path}: weights do not fit {name} with a 7-class head: {str(exc)[:500]}"
         ) from exc
     return ModelSource(path, sha, fmt, name), module.eval()
+
+
+def checkpoint(module: torch.nn.Module, architecture: str, version_id: str) -> dict[str, Any]:
+    """The candidate's file: weights, architecture and the preprocessing it was trained with."""
+    return {
+        "model_state_dict": module.state_dict(),
+        "architecture": architecture,
+        "classes": list(CLASS_NAMES),
+        "preprocess": {
+            "resize_shorter": RESIZE_SHORTER,
+            "center_crop": INPUT_SIZE,
+            "mean": MEAN.ravel().tolist(),
+            "std": STD.ravel().tolist(),
+        },
+        "version_id": version_id,
+    }

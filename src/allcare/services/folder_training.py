@@ -24,15 +24,14 @@ from allcare.core.config import Settings
 from allcare.ml.architectures import build
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.evaluation import evaluate
-from allcare.ml.loading import load_model
-from allcare.ml.model_file import read_model
+from allcare.ml.loading import load_model, predict
+from allcare.ml.model_file import checkpoint, read_model
 from allcare.ml.photo import decode_photo, model_input_of
 from allcare.ml.training import Progress, TrainingConfig, fine_tune
 from allcare.runtime import model_options
 from allcare.services.errors import InvalidInput
 from allcare.services.events import EventType, record_event
 from allcare.services.registry import Source, Status, new_version_id, write_model_file
-from allcare.services.training_worker import checkpoint, predict
 from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion
 

@@ -23,57 +23,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import now_utc, wire_time
+from allcare.core.clock import now_utc
 from allcare.core.config import Settings, settings_environment
-from allcare.ml.classes import ARCHITECTURES
 from allcare.services import label_pool, training_config
+from allcare.services.architecture_choice import base_model
 from allcare.services.deployment import Deployment
 from allcare.services.errors import InvalidInput, NotFound, ServiceError
 from allcare.services.events import EventType, record_event
 from allcare.services.labels import LabelOutcome
-from allcare.services.registry import Pointer, Source, Status, new_version_id, pointer
+from allcare.services.registry import Source, Status, new_version_id
+from allcare.services.training_status import run_status, running_version
 from allcare.store.db import Database, begin_write, hold_lock
 from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
 
 log = logging.getLogger(__name__)
 TRAINING_LOCK = "lock:training"
-ALIASES = {
-    "efficientnet": "efficientnet_v2_m",
-    "resnet": "resnet50",
-    "mobilenet": "mobilenet_v3_large",
-    "mobilenet_v3": "mobilenet_v3_large",
-}
-LABELS = {
-    "efficientnet_v2_m": "EfficientNetV2-M",
-    "resnet50": "ResNet50",
-    "mobilenet_v3_large": "MobileNetV3 Large",
-}
 CANCEL_GRACE_S = 60.0
-
-
-def canonical_architecture(name: str) -> str:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in ARCHITECTURES:
-        raise InvalidInput(f"Unsupported architecture: {name}")
-    return key
-
-
-def architectures(default: str) -> dict[str, Any]:
-    """Only what the inference side can also serve (D17)."""
-    listed = [
-        {"id": arch, "label": LABELS.get(arch, arch), "available": True, "reason": None}
-        for arch in ARCHITECTURES
-    ]
-    listed.append(
-        {
-            "id": "yolo",
-            "label": "YOLO",
-            "available": False,
-            "reason": "AllCare Server cannot serve YOLO models, so it does not train them",
-        }
-    )
-    return {"status": "ok", "default_architecture": default, "architectures": listed}
 
 
 def worker_log(settings: Settings, version_id: str) -> Path:
@@ -97,7 +62,7 @@ class TrainingSupervisor:
         with self._lock, self.db.session() as session:
             begin_write(session)
             hold_lock(session, TRAINING_LOCK)
-            running = self._running(session)
+            running = running_version(session)
             if running is not None:
                 return {
                     "status": "skipped",
@@ -123,7 +88,7 @@ class TrainingSupervisor:
                     f"{len(label_ids)} unused labels with {images} stored photos: training "
                     "needs at least 2 labelled photos"
                 )
-            base = self._base_model(session, architecture)
+            base = base_model(session, architecture)
             config = training_config.current(session, self.settings)
             version = ModelVersion(
                 id=new_version_id(session),
@@ -169,10 +134,9 @@ class TrainingSupervisor:
                 "samples_used": images,
             }
 
-    def _running(self, session: Session) -> ModelVersion | None:
-        return session.scalar(
-            select(ModelVersion).where(ModelVersion.status == Status.TRAINING).limit(1)
-        )
+    def status(self) -> dict[str, Any]:
+        with self.db.session() as session:
+            return run_status(session)
 
     def _image_count(self, session: Session, label_ids: list[int]) -> int:
         if not label_ids:
@@ -183,43 +147,6 @@ class TrainingSupervisor:
             .where(Case.current_label_id.in_(label_ids))
         )
         return session.scalar(query) or 0
-
-    def _base_model(self, session: Session, requested: str | None) -> ModelVersion:
-        """Runs start from production; another architecture starts from its newest usable
-        version. Training from scratch is `allcare train`'s job, not the loop's."""
-        production_id = pointer(session, Pointer.PRODUCTION)
-        production = session.get(ModelVersion, production_id) if production_id else None
-        wanted = canonical_architecture(requested) if requested else None
-        if production is not None and wanted in (None, production.architecture):
-            if production.architecture not in ARCHITECTURES:
-                raise InvalidInput(
-                    f"The production model {production.id} is a TorchScript or ONNX file and "
-                    "cannot be fine-tuned; promote a checkpoint of "
-                    f"{', '.join(ARCHITECTURES)} (e.g. one made by `allcare train`)"
-                )
-            return production
-        if wanted is None:
-            raise InvalidInput(
-                "No production model to fine-tune: train a first one with `allcare train`"
-            )
-        base = session.scalar(
-            select(ModelVersion)
-            .where(
-                ModelVersion.architecture == wanted,
-                ModelVersion.status.in_(
-                    [Status.PRODUCTION, Status.ARCHIVED, Status.EVALUATING, Status.REJECTED]
-                ),
-                ModelVersion.file_key.is_not(None),
-            )
-            .order_by(ModelVersion.created_at.desc())
-            .limit(1)
-        )
-        if base is None:
-            raise InvalidInput(
-                f"No {wanted} model to start from: train one with `allcare train "
-                f"--architecture {wanted}`"
-            )
-        return base
 
     def _spawn(self, version_id: str) -> None:
         logfile = worker_log(self.settings, version_id)
@@ -344,55 +271,10 @@ class TrainingSupervisor:
 
     # -- status and control --------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """The legacy retrain status object (contract 2.15), with the run's progress."""
-        with self.db.session() as session:
-            running = self._running(session)
-            if running is not None:
-                progress = running.progress or {}
-                return {
-                    "status": "training",
-                    "version_id": running.id,
-                    "started_at": wire_time(running.started_at),
-                    "architecture": running.architecture,
-                    "phase": progress.get("phase"),
-                    "epoch": progress.get("epoch"),
-                    "epochs": progress.get("epochs"),
-                    "fraction": progress.get("fraction"),
-                    "loss": progress.get("loss"),
-                    "eta_seconds": progress.get("eta_seconds"),
-                    "cancel_requested": running.cancel_requested,
-                }
-            last = session.scalar(
-                select(ModelVersion)
-                .where(ModelVersion.source == Source.TRAINING)
-                .order_by(ModelVersion.created_at.desc())
-                .limit(1)
-            )
-        if last is None:
-            return {"status": "not_started", "last_retrain": None}
-        if last.status == Status.EVALUATING and (last.evaluation or {}).get("verdict") == "promote":
-            return {
-                "status": "training",
-                "version_id": last.id,
-                "started_at": wire_time(last.started_at),
-                "architecture": last.architecture,
-                "phase": "promoting",
-                "fraction": 1.0,
-            }
-        return {
-            "status": "idle",
-            "last_retrain": wire_time(last.finished_at or last.started_at),
-            "last_version": last.id,
-            "last_accuracy": (last.metrics or {}).get("val_accuracy"),
-            "last_outcome": last.status,
-            "last_error": last.error,
-        }
-
     def cancel(self, actor_id: str) -> dict[str, Any]:
         with self.db.session() as session:
             begin_write(session)
-            running = self._running(session)
+            running = running_version(session)
             if running is None:
                 raise NotFound("No training run in progress")
             running.cancel_requested = True

@@ -26,11 +26,9 @@ from allcare.core.clock import now_utc
 from allcare.core.config import Settings, load_settings
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.evaluation import evaluate
-from allcare.ml.loading import LoadedModel, load_model
-from allcare.ml.model_file import read_model
+from allcare.ml.loading import LoadedModel, load_model, predict
+from allcare.ml.model_file import checkpoint, read_model
 from allcare.ml.photo import decode_photo, model_input_of
-from allcare.ml.preprocess import INPUT_SIZE, MEAN, RESIZE_SHORTER, STD
-from allcare.ml.runners import softmax
 from allcare.ml.training import Progress, TrainingCancelled, TrainingConfig, fine_tune
 from allcare.runtime import Runtime, model_options
 from allcare.services.events import EventType, record_event
@@ -52,23 +50,6 @@ from allcare.store.models import ModelVersion, TrainingLabel
 
 log = logging.getLogger("allcare.training_worker")
 PROGRESS_INTERVAL_S = 2.0
-EVAL_BATCH = 16
-
-
-def checkpoint(module: torch.nn.Module, architecture: str, version_id: str) -> dict[str, Any]:
-    """The candidate's file: weights, architecture and the preprocessing it was trained with."""
-    return {
-        "model_state_dict": module.state_dict(),
-        "architecture": architecture,
-        "classes": list(CLASS_NAMES),
-        "preprocess": {
-            "resize_shorter": RESIZE_SHORTER,
-            "center_crop": INPUT_SIZE,
-            "mean": MEAN.ravel().tolist(),
-            "std": STD.ravel().tolist(),
-        },
-        "version_id": version_id,
-    }
 
 
 def gate_policy(settings: Settings) -> GatePolicy:
@@ -77,14 +58,6 @@ def gate_policy(settings: Settings) -> GatePolicy:
         min_improvement=settings.promotion_min_improvement,
         max_ece_increase=settings.promotion_max_ece_increase,
     )
-
-
-def predict(model: LoadedModel, inputs: list[np.ndarray]) -> np.ndarray:
-    rows = [
-        softmax(model.runner.run(np.stack(inputs[i : i + EVAL_BATCH])).logits)
-        for i in range(0, len(inputs), EVAL_BATCH)
-    ]
-    return np.concatenate(rows) if rows else np.zeros((0, len(CLASS_NAMES)))
 
 
 class TrainingRun:

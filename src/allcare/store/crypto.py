@@ -108,6 +108,24 @@ class Sealer:
         except InvalidTag as exc:
             raise DecryptionError(f"Stored data failed authentication ({context})") from exc
 
+    def open_many(self, values: list[bytes], contexts: list[str]) -> list[bytes]:
+        """``open`` for a whole column at once (active learning reads every photo's
+        probabilities), with the per-value work kept to the decryption itself."""
+        opened = []
+        start, end = len(MAGIC), len(MAGIC) + KEY_ID_BYTES
+        for data, context in zip(values, contexts, strict=True):
+            if data[: len(MAGIC)] != MAGIC:
+                opened.append(data)
+                continue
+            cipher = self._ring.get(data[start:end])
+            if cipher is None:
+                return [self.open(d, c) for d, c in zip(values, contexts, strict=True)]
+            try:
+                opened.append(cipher.decrypt(data[end:_HEADER], data[_HEADER:], context.encode()))
+            except InvalidTag as exc:
+                raise DecryptionError(f"Stored data failed authentication ({context})") from exc
+        return opened
+
 
 def is_sealed(data: bytes) -> bool:
     return data[: len(MAGIC)] == MAGIC

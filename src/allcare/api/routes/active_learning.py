@@ -48,4 +48,5 @@ def candidates(
         mel_quota=settings.al_mel_quota,
         mel_suspicion=settings.al_mel_suspicion,
     )
-    return ActiveLearningService(session, runtime.sealer).candidates(principal, query)
+    service = ActiveLearningService(session, runtime.sealer, runtime.opened_probabilities)
+    return service.candidates(principal, query)

@@ -13,10 +13,10 @@ from allcare.api.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import TrainingConfigIn, TriggerIn
 from allcare.runtime import Runtime
 from allcare.services import label_pool, registry, training_config
+from allcare.services.architecture_choice import architectures
 from allcare.services.errors import Forbidden
 from allcare.services.events import list_events
 from allcare.services.principal import Role
-from allcare.services.training import architectures
 from allcare.store.models import ModelVersion
 
 router = APIRouter(tags=["admin: learning"])

@@ -4,8 +4,9 @@ from fastapi import APIRouter
 
 from allcare.api.deps import LabelsDep, PrincipalDep, RuntimeDep
 from allcare.api.schemas.labels import AnnotationIn, LabelIn, LabelOut
+from allcare.runtime import Runtime
 from allcare.services.label_fields import LabelSource
-from allcare.services.labels import Submission
+from allcare.services.labels import LabelOutcome, Submission
 
 router = APIRouter(tags=["labels"])
 
@@ -16,13 +17,7 @@ def label_case(
 ) -> LabelOut:
     """Doctors and admins; the newest label of a case wins, older ones stay in its history."""
     outcome = labels.submit(principal, case_id, Submission(body.correct_label, body.notes))
-    runtime.training.after_label(outcome)
-    return LabelOut(
-        status="ok",
-        message="Label submitted successfully",
-        case_id=str(outcome.case_id),
-        correct_label=outcome.correct_label,
-    )
+    return _saved(outcome, runtime, "Label submitted successfully")
 
 
 @router.post("/cases/{case_id}/annotations", response_model=LabelOut)
@@ -44,10 +39,15 @@ def annotate_case(
         case_owner_hint=body.case_user_id,
     )
     outcome = labels.submit(principal, case_id, submission)
+    return _saved(outcome, runtime, "Annotations saved successfully")
+
+
+def _saved(outcome: LabelOutcome, runtime: Runtime, message: str) -> LabelOut:
+    """The new label may complete the batch that starts a training run (RETRAIN_AUTO)."""
     runtime.training.after_label(outcome)
     return LabelOut(
         status="ok",
-        message="Annotations saved successfully",
+        message=message,
         case_id=str(outcome.case_id),
         correct_label=outcome.correct_label,
     )

@@ -1,0 +1,93 @@
+"""Which architecture a run trains, and from which model it starts.
+
+Only architectures the inference side can also serve are offered (D17). Fine-tuning starts from
+production; another architecture starts from its newest usable version. Training from scratch is
+`allcare train`'s job, not the loop's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from allcare.ml.classes import ARCHITECTURES
+from allcare.services.errors import InvalidInput
+from allcare.services.registry import Pointer, Status, pointer
+from allcare.store.models import ModelVersion
+
+ALIASES = {
+    "efficientnet": "efficientnet_v2_m",
+    "resnet": "resnet50",
+    "mobilenet": "mobilenet_v3_large",
+    "mobilenet_v3": "mobilenet_v3_large",
+}
+LABELS = {
+    "efficientnet_v2_m": "EfficientNetV2-M",
+    "resnet50": "ResNet50",
+    "mobilenet_v3_large": "MobileNetV3 Large",
+}
+
+
+def canonical_architecture(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in ARCHITECTURES:
+        raise InvalidInput(f"Unsupported architecture: {name}")
+    return key
+
+
+def architectures(default: str) -> dict[str, Any]:
+    """Only what the inference side can also serve (D17)."""
+    listed = [
+        {"id": arch, "label": LABELS.get(arch, arch), "available": True, "reason": None}
+        for arch in ARCHITECTURES
+    ]
+    listed.append(
+        {
+            "id": "yolo",
+            "label": "YOLO",
+            "available": False,
+            "reason": "AllCare Server cannot serve YOLO models, so it does not train them",
+        }
+    )
+    return {"status": "ok", "default_architecture": default, "architectures": listed}
+
+
+def base_model(session: Session, requested: str | None) -> ModelVersion:
+    """Runs start from production; another architecture starts from its newest usable
+    version. Training from scratch is `allcare train`'s job, not the loop's."""
+    production_id = pointer(session, Pointer.PRODUCTION)
+    production = session.get(ModelVersion, production_id) if production_id else None
+    wanted = canonical_architecture(requested) if requested else None
+    if production is not None and wanted in (None, production.architecture):
+        if production.architecture not in ARCHITECTURES:
+            raise InvalidInput(
+                f"The production model {production.id} is a TorchScript or ONNX file and "
+                "cannot be fine-tuned; promote a checkpoint of "
+                f"{', '.join(ARCHITECTURES)} (e.g. one made by `allcare train`)"
+            )
+        return production
+    if wanted is None:
+        raise InvalidInput(
+            "No production model to fine-tune: train a first one with `allcare train`"
+        )
+    base = session.scalar(
+        select(ModelVersion)
+        .where(
+            ModelVersion.architecture == wanted,
+            ModelVersion.status.in_(
+                [Status.PRODUCTION, Status.ARCHIVED, Status.EVALUATING, Status.REJECTED]
+            ),
+            ModelVersion.file_key.is_not(None),
+        )
+        .order_by(ModelVersion.created_at.desc())
+        .limit(1)
+    )
+    if base is None:
+        raise InvalidInput(
+            f"No {wanted} model to start from: train one with `allcare train "
+            f"--architecture {wanted}`"
+        )
+    return base
