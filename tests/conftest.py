@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -132,6 +134,24 @@ def make_api(settings: Settings) -> Iterator[Callable[..., Api]]:
     yield start
     for client in clients:
         client.__exit__(None, None, None)
+    stop_training_workers(settings.storage_root)
+
+
+def stop_training_workers(storage_root: Path) -> None:
+    """Training workers outlive their server by design (a restart picks them up again); a test's
+    must not outlive the test and eat the CPU of the next ones."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes()
+            environment = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        marker = f"STORAGE_ROOT={storage_root}".encode()
+        if b"allcare.services.training_worker" in command and marker in environment.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 @pytest.fixture

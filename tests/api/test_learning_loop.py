@@ -88,15 +88,32 @@ def test_one_run_at_a_time_automatic_start_and_cancel(loop: Callable[..., Api]) 
     assert all(answer["success"] is False for answer in answers)
     assert {answer["version_id"] for answer in answers} == {version}
 
+    labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=2, holdout_per_class=0)
+    assert admin.get("/admin/retrain/status").json()["retrain_status"]["version_id"] == version
+
     cancelled = admin.post("/admin/retrain/cancel").json()
     assert cancelled["version_id"] == version
-    wait_for_run(admin, timeout=120)
+    # The 14 labels that arrived during the cancelled run start the next one on their own, once
+    # the worker is gone.
+    deadline = time.monotonic() + 120
+    while (status := admin.get("/admin/retrain/status").json()["retrain_status"]).get(
+        "version_id"
+    ) in (version, None) or status["status"] != "training":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    follow_up = status["version_id"]
     entry = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}[version]
     assert entry["status"] == "failed"
     assert entry["error"] == "cancelled by admin1"
     counts = admin.get("/admin/labels/count").json()
-    assert counts["unused_labels"] == counts["total_labels"] == 14  # a failed run uses nothing
+    assert (counts["total_labels"], counts["unused_labels"]) == (28, 0)  # all in the new run
+    admin.post("/admin/retrain/cancel")
+    wait_for_run(admin, timeout=120)
     assert admin.post("/admin/retrain/cancel").status_code == 404
+    counts = admin.get("/admin/labels/count").json()
+    assert counts["unused_labels"] == 28  # cancelled runs use nothing
+    started = admin.get("/admin/events", params={"event_type": "retrain_triggered"}).json()
+    assert [e["metadata"]["version_id"] for e in started["events"]] == [follow_up, version]
 
 
 def test_a_killed_worker_fails_the_run_and_leaves_the_registry_consistent(

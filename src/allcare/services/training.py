@@ -189,6 +189,7 @@ class TrainingSupervisor:
             pending = version.status == Status.EVALUATING and verdict == "promote"
         if pending:
             self._promote_candidate(version_id)
+        self.maybe_start_automatically(f"after {version_id} ended")
 
     def _promote_candidate(self, version_id: str) -> None:
         try:
@@ -283,7 +284,9 @@ class TrainingSupervisor:
             version_id = running.id
         worker = self._workers.get(version_id)
         if worker is not None:
-            threading.Timer(CANCEL_GRACE_S, _stop_if_running, args=(worker,)).start()
+            timer = threading.Timer(CANCEL_GRACE_S, _stop_if_running, args=(worker,))
+            timer.daemon = True
+            timer.start()
         return {
             "status": "ok",
             "message": f"Cancellation of {version_id} requested; it stops after the current batch",
@@ -291,11 +294,17 @@ class TrainingSupervisor:
         }
 
     def after_label(self, outcome: LabelOutcome) -> None:
+        """A new label may complete the batch that starts the next run."""
+        self.maybe_start_automatically(f"after case {outcome.case_id} was labelled")
+
+    def maybe_start_automatically(self, why: str) -> None:
         """Automatic retraining: once RETRAIN_MIN_NEW_LABELS unused labels arrived since the last
-        run started (so a failed run is not retried on every new label)."""
+        run started (so a failed run is not retried on every new label), and none is running."""
         if not self.settings.retrain_auto:
             return
         with self.db.session() as session:
+            if running_version(session) is not None:
+                return
             last_start = session.scalar(
                 select(func.max(ModelVersion.started_at)).where(
                     ModelVersion.source == Source.TRAINING
@@ -308,7 +317,7 @@ class TrainingSupervisor:
             result = self.trigger("system", None, force=False, automatic=True)
         except ServiceError as exc:
             self.last_auto_error = exc.detail
-            log.warning("Automatic retraining after case %s not started: %s", outcome.case_id, exc)
+            log.warning("Automatic retraining %s not started: %s", why, exc.detail)
             return
         self.last_auto_error = None if result.get("success") else result.get("reason")
 
