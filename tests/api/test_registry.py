@@ -167,6 +167,16 @@ def test_activate_promote_and_rollback_rules(start: Callable[..., Api], tmp_path
     events = [e["type"] for e in admin.get("/admin/events").json()["events"]]
     assert events.count("model_rollback") == 2
     assert "model_promoted" in events
+    assert admin.get("/admin/events", params={"limit": 1}).json()["total"] == 1
+    assert admin.get("/admin/events", params={"since": "2999-01-01T00:00:00Z"}).json() == {
+        "status": "ok",
+        "events": [],
+        "total": 0,
+    }
+    naive = admin.get("/admin/events", params={"since": "2000-01-01T00:00:00"}).json()
+    assert naive["total"] == len(events)
+    assert admin.get("/admin/events", params={"limit": 0}).status_code == 422
+    assert admin.get("/admin/events", params={"since": "yesterday"}).status_code == 422
 
     (tmp_path / "assets" / "bad.pt").write_bytes(b"garbage")
     admin.post("/admin/models/assets/activate", json={"file_name": "bad.pt"})

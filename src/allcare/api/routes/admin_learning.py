@@ -91,6 +91,8 @@ def events(
     type: Annotated[str | None, Query(max_length=32)] = None,
     since: datetime | None = None,
 ) -> dict[str, Any]:
+    if since is not None and since.tzinfo is None:
+        since = since.astimezone()  # naive means local time, like every timestamp on the wire
     found = list_events(session, limit=limit, kind=event_type or type, since=since)
     return {"status": "ok", "events": found, "total": len(found)}
 
