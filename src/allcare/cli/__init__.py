@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
 from allcare.cli.users import users_app
@@ -11,5 +12,7 @@ from allcare.cli.users import users_app
 app = typer.Typer(no_args_is_help=True, help="AllCare Server: skin-lesion triage backend.")
 app.command()(serve)
 app.command()(train)
+app.command()(migrate)
+app.command("export-model")(export_model)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")

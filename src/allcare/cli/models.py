@@ -15,6 +15,7 @@ from allcare.cli.common import fail
 from allcare.core.config import ConfigError, Settings, load_settings
 from allcare.runtime import Runtime, model_options
 from allcare.services.errors import ServiceError
+from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 
 if TYPE_CHECKING:
@@ -25,19 +26,26 @@ ACTOR = "command-line"
 
 
 @contextmanager
-def _registry() -> Iterator[tuple[Settings, Database]]:
+def registry_store() -> Iterator[tuple[Settings, Database, Sealer]]:
+    """Settings, the migrated database and the key ring; domain errors end the command cleanly."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        db, _sealer = Runtime.open_store(settings)
+        db, sealer = Runtime.open_store(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     try:
-        yield settings, db
+        yield settings, db, sealer
     except ServiceError as exc:
         raise fail(exc.detail) from exc
     finally:
         db.dispose()
+
+
+@contextmanager
+def _registry() -> Iterator[tuple[Settings, Database]]:
+    with registry_store() as (settings, db, _sealer):
+        yield settings, db
 
 
 @contextmanager

@@ -43,6 +43,7 @@ class Source(StrEnum):
     MODEL_PATH = "model_path"
     ASSET = "asset"
     COMMAND = "command"
+    IMPORT = "import"
 
 
 class Pointer(StrEnum):

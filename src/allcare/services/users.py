@@ -129,8 +129,9 @@ class UserImportReport:
     invalid: dict[str, str] = field(default_factory=dict)
 
 
-def import_legacy_users(session: Session, path: Path) -> UserImportReport:
-    """Add the legacy file's accounts that are new here; never overwrite an existing account."""
+def import_legacy_users(session: Session, path: Path, *, commit: bool = True) -> UserImportReport:
+    """Add the legacy file's accounts that are new here; never overwrite an existing account.
+    ``commit=False`` leaves the rows in the caller's transaction (a migration's dry run)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -161,7 +162,10 @@ def import_legacy_users(session: Session, path: Path) -> UserImportReport:
             )
         )
         report.added.append(user_id)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     if report.defaulted_role:
         log.warning(
             "Users without a valid role were imported as 'gp' (least privilege): %s",

@@ -256,3 +256,15 @@ class AppSetting(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class LegacyImport(Base):
+    """What a migration from the old server brought in, so that a second run imports nothing
+    twice, and how old identifiers map to new ones (colliding case ids are renumbered)."""
+
+    __tablename__ = "legacy_imports"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    legacy_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    new_key: Mapped[str] = mapped_column(String(255))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

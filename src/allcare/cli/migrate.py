@@ -1,0 +1,104 @@
+"""``allcare migrate`` and ``allcare export-model``: moving a clinic over, and models out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from allcare.cli.common import fail
+from allcare.cli.models import registry_store
+from allcare.core.config import ConfigError
+from allcare.services.errors import ServiceError
+from allcare.store.crypto import parse_key
+
+if TYPE_CHECKING:
+    from allcare.services.legacy_reader import LegacyTree
+
+
+def migrate(
+    source: Annotated[Path, typer.Option("--from", help="The old backserver folder.")],
+    storage_root: Annotated[
+        Path | None, typer.Option(help="Its storage folder (default: FROM/storage).")
+    ] = None,
+    al_back: Annotated[Path | None, typer.Option(help="Its AL_Back folder.")] = None,
+    data_encryption_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Its DATA_ENCRYPTION_KEY, for encrypted records and photos "
+            "(default: this server's DATA_ENCRYPTION_KEY).",
+            envvar="LEGACY_DATA_ENCRYPTION_KEY",
+        ),
+    ] = None,
+    default_user: Annotated[
+        str, typer.Option(help="Owner of old global records without a user_id.")
+    ] = "user001",
+    dry_run: Annotated[bool, typer.Option(help="Report what would happen; write nothing.")] = False,
+) -> None:
+    """Import an old AllCare backserver: accounts, cases, photos, labels, models, events."""
+    from allcare.services import migration_learning
+    from allcare.services.legacy_reader import LegacyTree
+    from allcare.services.migration import Migration
+    from allcare.store.blobs import BlobStore
+
+    if not source.is_dir():
+        raise fail(f"{source} is not a folder")
+    with registry_store() as (settings, db, sealer):
+        try:
+            key_text = data_encryption_key or (
+                settings.data_encryption_key.get_secret_value()
+                if settings.data_encryption_key
+                else None
+            )
+            key = parse_key(key_text, "--data-encryption-key") if key_text else None
+        except ConfigError as exc:
+            raise fail(str(exc)) from exc
+        tree = LegacyTree(
+            source, storage_root=storage_root, al_back=al_back, key=key, default_user=default_user
+        )
+        blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
+        with typer.progressbar(length=_size(tree), label="Importing") as bar:
+            job = Migration(
+                db,
+                sealer,
+                blobs,
+                tree,
+                settings.eval_holdout_share,
+                dry_run=dry_run,
+                progress=lambda _what: bar.update(1),
+            )
+            with db.session() as session:
+                migration_learning.run(job, settings, session)
+                if dry_run:
+                    session.rollback()
+        typer.echo("\n".join(job.report.lines()))
+
+
+def _size(tree: LegacyTree) -> int:
+    """Work units for the progress bar: one per case group and model."""
+    from allcare.services.legacy_reader import Record
+
+    keys = {(r.owner, str(r.data.get("case_id"))) for r in tree.records() if isinstance(r, Record)}
+    registry = tree.registry()
+    models = len(registry.get("models") or {}) if isinstance(registry, dict) else 0
+    return max(1, len(keys) + models)
+
+
+def export_model(
+    version_id: str,
+    format: Annotated[str, typer.Option("--format", help="torchscript or onnx")],
+    out: Annotated[Path, typer.Option(help="The file to write.")],
+) -> None:
+    """Write a registered model as TorchScript or ONNX, checked against the source."""
+    from allcare.services.model_export import export_version
+
+    with registry_store() as (settings, db, _sealer):
+        try:
+            result = export_version(settings, db, version_id, format, out)
+        except ServiceError as exc:
+            raise fail(exc.detail) from exc
+    typer.echo(
+        f"Wrote {result['out']} ({result['format']}); largest probability difference from the "
+        f"source: {result['max_difference']:.1e}"
+    )
