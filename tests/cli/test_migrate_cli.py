@@ -128,8 +128,9 @@ def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
     assert again.exit_code == 0, again.output
     assert counts(api) == before | {"Case": before["Case"] + 1}  # only the next-id above
     second_report = again.output.splitlines()
-    cases_line = next(line for line in second_report if line.startswith("cases"))
-    assert cases_line.split()[1:3] == ["0", "6"]
+    for kind, already in (("cases", "6"), ("images", "3"), ("models", "2"), ("events", "2")):
+        line = next(line for line in second_report if line.startswith(kind))
+        assert line.split()[1:3] == ["0", already], line
 
 
 def test_a_dry_run_reports_the_same_and_writes_nothing(

@@ -174,6 +174,8 @@ class Migration:
             if known is not None:
                 self.case_ids[(group.owner, group.legacy_id)] = int(known)
                 self.report.count("cases", ALREADY)
+                for photo in group.photos:  # an interrupted run may have stopped between them
+                    self._import_photo(session, int(known), photo)
                 continue
             pending.append(group)
         keep = [g for g in pending if self._keeps_id(session, g, owners_of)]
