@@ -9,11 +9,13 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from allcare import __version__
+from allcare.api.audit import AuditMiddleware
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
 from allcare.api.errors import install_error_handlers
 from allcare.api.routes import (
     active_learning,
+    admin_audit,
     admin_learning,
     admin_models,
     auth,
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(active_learning.router, dependencies=keyed)
     app.include_router(admin_models.router, dependencies=keyed)
     app.include_router(admin_learning.router, dependencies=keyed)
+    app.include_router(admin_audit.router, dependencies=keyed)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from allcare.api.audit import note_actor
 from allcare.core.tokens import InvalidToken
 from allcare.runtime import Runtime
 from allcare.services.cases import CaseService
@@ -120,7 +121,9 @@ def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep
     header = request.headers.get("authorization")
     if not header:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
-    return _from_bearer(header, session, runtime)
+    principal = _from_bearer(header, session, runtime)
+    note_actor(request, principal)
+    return principal
 
 
 def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
@@ -131,7 +134,9 @@ def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep)
     """
     header = request.headers.get("authorization")
     if header:
-        return _from_bearer(header, session, runtime)
+        principal = _from_bearer(header, session, runtime)
+        note_actor(request, principal)
+        return principal
     if not runtime.settings.legacy_identity_headers:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
     user_id = _LEGACY_ID_CHARS.sub("", request.headers.get("x-user-id", "").strip())
@@ -142,7 +147,9 @@ def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep)
     user = active_user(session, user_id)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
-    return _principal(session, user, AuthMethod.LEGACY_HEADERS)
+    principal = _principal(session, user, AuthMethod.LEGACY_HEADERS)
+    note_actor(request, principal)
+    return principal
 
 
 def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from allcare.cli.audit import audit_app
 from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
@@ -16,3 +17,4 @@ app.command()(migrate)
 app.command("export-model")(export_model)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")

@@ -1,10 +1,22 @@
-"""Records who touched patient data; one row per access, written in the caller's transaction."""
+"""Who touched patient data: one append-only row per access, and the queries over them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from allcare.core.clock import wire_time
 from allcare.store.models import AccessEvent
+
+FIELDS = (
+    "id", "at", "actor_id", "actor_kind", "action", "resource", "owner_id", "client", "outcome",
+    "status_code",
+)  # fmt: skip
 
 
 def record_access(
@@ -17,6 +29,7 @@ def record_access(
     actor_kind: str,
     owner_id: str | None = None,
     client: str | None = None,
+    status_code: int | None = None,
 ) -> None:
     session.add(
         AccessEvent(
@@ -27,5 +40,70 @@ def record_access(
             owner_id=owner_id,
             client=(client or "")[:64] or None,
             outcome=outcome,
+            status_code=status_code,
         )
     )
+
+
+@dataclass(frozen=True)
+class AccessQuery:
+    actor: str | None = None
+    owner: str | None = None
+    case_id: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def select(self) -> Select[tuple[AccessEvent]]:
+        query = select(AccessEvent)
+        if self.actor:
+            query = query.where(AccessEvent.actor_id == self.actor)
+        if self.owner:
+            query = query.where(AccessEvent.owner_id == self.owner)
+        if self.case_id:
+            query = query.where(AccessEvent.resource == f"case:{self.case_id}")
+        if self.action:
+            query = query.where(AccessEvent.action == self.action)
+        if self.outcome:
+            query = query.where(AccessEvent.outcome == self.outcome)
+        if self.since is not None:
+            query = query.where(AccessEvent.at >= self.since)
+        if self.until is not None:
+            query = query.where(AccessEvent.at < self.until)
+        return query
+
+
+def as_record(event: AccessEvent) -> dict[str, Any]:
+    record = {name: getattr(event, name) for name in FIELDS}
+    record["at"] = wire_time(event.at)
+    return record
+
+
+def page(
+    session: Session, query: AccessQuery, *, limit: int, before: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; ``before`` is the id the previous page ended at (stable while rows are
+    appended). Returns the page and the cursor of the next one."""
+    statement = query.select().order_by(AccessEvent.id.desc()).limit(limit + 1)
+    if before is not None:
+        statement = statement.where(AccessEvent.id < before)
+    rows = list(session.scalars(statement))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [as_record(e) for e in rows], (rows[-1].id if more and rows else None)
+
+
+def stream(session: Session, query: AccessQuery, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Oldest first, in id order, without holding the whole log in memory (the export)."""
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                query.select().where(AccessEvent.id > last).order_by(AccessEvent.id).limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from (as_record(e) for e in rows)
+        last = rows[-1].id

@@ -52,6 +52,7 @@ class Submission:
 @dataclass(frozen=True)
 class LabelOutcome:
     case_id: int
+    owner_id: str
     correct_label: str
     threshold_reached: bool
 
@@ -112,7 +113,7 @@ class LabelService:
                 threshold=threshold,
             )
         self.session.commit()
-        return LabelOutcome(case.id, submission.correct_label, reached)
+        return LabelOutcome(case.id, case.owner_id, submission.correct_label, reached)
 
     def _target(self, case_id: int, submission: Submission) -> Case:
         annotating = submission.source == LabelSource.ANNOTATION

@@ -161,6 +161,7 @@ class AccessEvent(Base):
     owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
     client: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
 
 
 class CaseLabel(Base):

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from allcare.api.audit import note
 from allcare.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from allcare.services.active_learning import ActiveLearningService, CandidateQuery
 
@@ -31,6 +32,7 @@ def candidates(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
+    request: Request,
 ) -> dict[str, Any]:
     """The least certain unlabelled cases, for labelling; doctors and admins see every GP's."""
     settings = runtime.settings
@@ -49,4 +51,7 @@ def candidates(
         mel_suspicion=settings.al_mel_suspicion,
     )
     service = ActiveLearningService(session, runtime.sealer, runtime.opened_probabilities)
-    return service.candidates(principal, query)
+    answer = service.candidates(principal, query)
+    owner = None if principal.sees_all_cases else principal.user_id
+    note(request, resource=f"candidates:{answer['total_candidates']}", owner=owner)
+    return answer

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
+from allcare.api.audit import note
 from allcare.api.deps import RuntimeDep, SessionDep
 from allcare.api.schemas.auth import LoginIn, LoginOut, UserOut
+from allcare.services.principal import is_valid_user_id
 from allcare.services.users import authenticate, credentials_version
 
 router = APIRouter(tags=["auth"])
 
 
 @router.post("/auth/login", response_model=LoginOut)
-def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep) -> LoginOut:
+def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep, request: Request) -> LoginOut:
+    """Every attempt is audited with the username tried (never the password)."""
+    request.state.audit_actor = body.username
+    note(request, resource=f"user:{body.username if is_valid_user_id(body.username) else '?'}")
     user = authenticate(session, body.username, body.password)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")

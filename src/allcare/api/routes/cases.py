@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from allcare.api.audit import note
 from allcare.api.deps import CasesDep, PrincipalDep
 from allcare.api.schemas.cases import (
     CaseIdOut,
@@ -17,17 +18,23 @@ from allcare.api.schemas.cases import (
     ReleaseIdOut,
 )
 from allcare.services.cases import EntryType
+from allcare.services.principal import Principal
 
 router = APIRouter(tags=["cases"])
 
 
 @router.post("/cases/next-id", response_model=CaseIdOut)
-def next_case_id(principal: PrincipalDep, cases: CasesDep) -> CaseIdOut:
-    return CaseIdOut(case_id=str(cases.allocate(principal).id))
+def next_case_id(principal: PrincipalDep, cases: CasesDep, request: Request) -> CaseIdOut:
+    case = cases.allocate(principal)
+    note(request, resource=f"case:{case.id}", owner=case.owner_id)
+    return CaseIdOut(case_id=str(case.id))
 
 
 @router.post("/cases/release-id", response_model=ReleaseIdOut, response_model_exclude_none=True)
-def release_case_id(body: ReleaseIdIn, principal: PrincipalDep, cases: CasesDep) -> ReleaseIdOut:
+def release_case_id(
+    body: ReleaseIdIn, principal: PrincipalDep, cases: CasesDep, request: Request
+) -> ReleaseIdOut:
+    note(request, resource=f"case:{body.case_id[:40]}", owner=principal.user_id)
     return ReleaseIdOut(**cases.release(principal, body.case_id))
 
 
@@ -35,6 +42,7 @@ def release_case_id(body: ReleaseIdIn, principal: PrincipalDep, cases: CasesDep)
 def list_cases(
     principal: PrincipalDep,
     cases: CasesDep,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     status: Annotated[str | None, Query(max_length=64)] = None,
     include_uncertain: bool = True,
@@ -47,36 +55,52 @@ def list_cases(
         include_uncertain=include_uncertain,
         include_rejected=include_rejected,
     )
+    note(request, resource=f"cases:{len(records)}", owner=_scope(principal))
     return {"cases": records}
 
 
+def _scope(principal: Principal) -> str | None:
+    """Whose cases a list can show: the GP's own, or (doctor, admin) everyone's."""
+    return None if principal.sees_all_cases else principal.user_id
+
+
 @router.post("/cases", response_model=CaseLoggedOut)
-def log_case(body: CaseLogIn, principal: PrincipalDep, cases: CasesDep) -> CaseLoggedOut:
+def log_case(
+    body: CaseLogIn, principal: PrincipalDep, cases: CasesDep, request: Request
+) -> CaseLoggedOut:
     case = cases.record_decision(principal, EntryType.CASE, body.model_dump())
+    note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(
         status="ok", message="logged", case_id=str(case.id), case_status=case.status
     )
 
 
 @router.post("/cases/uncertain", response_model=CaseLoggedOut)
-def log_uncertain(body: CaseLogIn, principal: PrincipalDep, cases: CasesDep) -> CaseLoggedOut:
+def log_uncertain(
+    body: CaseLogIn, principal: PrincipalDep, cases: CasesDep, request: Request
+) -> CaseLoggedOut:
     case = cases.record_decision(principal, EntryType.UNCERTAIN, body.model_dump())
+    note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(
         status="ok", message="uncertain_logged", case_id=str(case.id), case_status=case.status
     )
 
 
 @router.post("/cases/reject", response_model=CaseLoggedOut, response_model_exclude_none=True)
-def reject_case(body: RejectCaseIn, principal: PrincipalDep, cases: CasesDep) -> CaseLoggedOut:
+def reject_case(
+    body: RejectCaseIn, principal: PrincipalDep, cases: CasesDep, request: Request
+) -> CaseLoggedOut:
     fields = body.model_dump() | {"status": "rejected"}
     case = cases.record_decision(principal, EntryType.REJECT, fields)
+    note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(status="ok", message="rejected_logged", case_id=str(case.id))
 
 
 @router.put("/cases/{case_id}", response_model=CaseUpdatedOut)
 def update_case(
-    case_id: str, body: CaseUpdateIn, principal: PrincipalDep, cases: CasesDep
+    case_id: str, body: CaseUpdateIn, principal: PrincipalDep, cases: CasesDep, request: Request
 ) -> CaseUpdatedOut:
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     case = cases.update(principal, case_id, changes)
+    note(request, owner=case.owner_id)
     return CaseUpdatedOut(status="ok", case_id=str(case.id))

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel
 
+from allcare.api.audit import note
 from allcare.api.deps import CameraPrincipalDep, RuntimeDep
 from allcare.api.schemas.common import Prediction
 
@@ -27,6 +28,7 @@ class CheckImageOut(BaseModel):
 async def check_image(
     principal: CameraPrincipalDep,
     runtime: RuntimeDep,
+    request: Request,
     file: Annotated[UploadFile, File()],
     case_id: Annotated[str | None, Query(max_length=64)] = None,
     predict_only: bool = False,
@@ -34,4 +36,10 @@ async def check_image(
     """Blur check and classification; a sharp photo is stored with its case unless predict_only.
     A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere."""
     data = await file.read()
-    return await runtime.photo_checks.check(principal, data, case_id, predict_only)
+    answer = await runtime.photo_checks.check(principal, data, case_id, predict_only)
+    if answer["status"] == "success" and not predict_only:
+        note(request, resource=f"image:{answer['image_id']}", owner=principal.user_id)
+    else:
+        target = f"case:{answer['case_id']}" if answer["case_id"] else "photo:not stored"
+        note(request, resource=target, owner=principal.user_id)
+    return answer

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from allcare.api.audit import note
 from allcare.api.deps import LabelsDep, PrincipalDep, RuntimeDep
 from allcare.api.schemas.labels import AnnotationIn, LabelIn, LabelOut
 from allcare.runtime import Runtime
@@ -13,11 +14,16 @@ router = APIRouter(tags=["labels"])
 
 @router.post("/cases/{case_id}/label", response_model=LabelOut)
 def label_case(
-    case_id: str, body: LabelIn, principal: PrincipalDep, labels: LabelsDep, runtime: RuntimeDep
+    case_id: str,
+    body: LabelIn,
+    principal: PrincipalDep,
+    labels: LabelsDep,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> LabelOut:
     """Doctors and admins; the newest label of a case wins, older ones stay in its history."""
     outcome = labels.submit(principal, case_id, Submission(body.correct_label, body.notes))
-    return _saved(outcome, runtime, "Label submitted successfully")
+    return _saved(outcome, runtime, request, "Label submitted successfully")
 
 
 @router.post("/cases/{case_id}/annotations", response_model=LabelOut)
@@ -27,6 +33,7 @@ def annotate_case(
     principal: PrincipalDep,
     labels: LabelsDep,
     runtime: RuntimeDep,
+    request: Request,
 ) -> LabelOut:
     """The annotation screen: a label plus strokes and boxes drawn on one of the case's images."""
     submission = Submission(
@@ -39,11 +46,12 @@ def annotate_case(
         case_owner_hint=body.case_user_id,
     )
     outcome = labels.submit(principal, case_id, submission)
-    return _saved(outcome, runtime, "Annotations saved successfully")
+    return _saved(outcome, runtime, request, "Annotations saved successfully")
 
 
-def _saved(outcome: LabelOutcome, runtime: Runtime, message: str) -> LabelOut:
+def _saved(outcome: LabelOutcome, runtime: Runtime, request: Request, message: str) -> LabelOut:
     """The new label may complete the batch that starts a training run (RETRAIN_AUTO)."""
+    note(request, resource=f"case:{outcome.case_id}", owner=outcome.owner_id)
     runtime.training.after_label(outcome)
     return LabelOut(
         status="ok",

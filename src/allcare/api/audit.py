@@ -1,0 +1,124 @@
+"""Who read or changed patient data, from where, and what came of it (refusals included).
+
+One append-only ``access_events`` row per audited request, written after the answer is sent, so
+it never delays the client. Routes name the case or photo concerned and its owner with
+``note()``; the actor is the authenticated user (or the legacy header's, or nobody). Bodies,
+passwords and tokens are never recorded. Image views by URL are recorded by the image service
+itself, in the transaction that serves them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio.to_thread
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allcare.services.access_log import record_access
+from allcare.services.principal import Principal, is_valid_user_id
+
+log = logging.getLogger(__name__)
+
+ACTIONS: dict[tuple[str, str], str] = {
+    ("POST", "/auth/login"): "auth.login",
+    ("GET", "/cases"): "cases.list",
+    ("POST", "/cases/next-id"): "case.allocate",
+    ("POST", "/cases/release-id"): "case.release",
+    ("POST", "/cases"): "case.decide",
+    ("POST", "/cases/uncertain"): "case.decide",
+    ("POST", "/cases/reject"): "case.reject",
+    ("PUT", "/cases/{case_id}"): "case.update",
+    ("POST", "/cases/{case_id}/label"): "case.label",
+    ("POST", "/cases/{case_id}/annotations"): "case.annotate",
+    ("POST", "/check-image"): "image.upload",
+    ("POST", "/active-learning/candidates"): "candidates.list",
+    ("GET", "/admin/labels"): "labels.list",
+    ("GET", "/admin/audit"): "audit.read",
+}
+
+
+def note(request: Request, *, resource: str | None = None, owner: str | None = None) -> None:
+    """What the request was about, once the route knows (a new case id, its owner)."""
+    if resource is not None:
+        request.state.audit_resource = resource
+    if owner is not None:
+        request.state.audit_owner = owner
+
+
+def note_actor(request: Request, principal: Principal) -> None:
+    request.state.principal = principal
+
+
+def outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "denied"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "throttled"
+    return "invalid" if status < 500 else "error"
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.failures = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def capturing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capturing_send)
+        finally:
+            entry = self._entry(scope, status)
+            if entry is not None:
+                await anyio.to_thread.run_sync(self._write, scope, entry)
+
+    def _entry(self, scope: Scope, status: int) -> dict[str, Any] | None:
+        route = scope.get("route")
+        action = ACTIONS.get((scope["method"], getattr(route, "path", "")))
+        if action is None:
+            return None
+        state = scope.get("state") or {}
+        principal: Principal | None = state.get("principal")
+        params = scope.get("path_params") or {}
+        resource = state.get("audit_resource")
+        if resource is None and "case_id" in params:
+            resource = f"case:{str(params['case_id'])[:40]}"
+        if action == "image.upload" and b"predict_only=true" in scope.get("query_string", b""):
+            action = "image.classify"
+        actor = principal.user_id if principal else state.get("audit_actor")
+        client = scope.get("client")
+        return {
+            "action": action,
+            "resource": resource or action.split(".")[0],
+            "outcome": outcome(status),
+            "status_code": status,
+            "actor_id": actor if actor and is_valid_user_id(actor) else None,
+            "actor_kind": principal.method.value if principal else "unauthenticated",
+            "owner_id": state.get("audit_owner"),
+            "client": client[0] if client else None,
+        }
+
+    def _write(self, scope: Scope, entry: dict[str, Any]) -> None:
+        try:
+            runtime = scope["app"].state.runtime
+            with runtime.db.session() as session:
+                record_access(session, **entry)
+                session.commit()
+        except Exception:
+            self.failures += 1
+            log.exception("Could not record %s in the access audit", entry["action"])

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from allcare.api.deps import AdminDep, SessionDep
+from allcare.services.access_log import AccessQuery, page
+
+router = APIRouter(tags=["admin: audit"])
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    """A timestamp without offset means local time, like every timestamp on the wire."""
+    return moment.astimezone() if moment is not None and moment.tzinfo is None else moment
+
+
+@router.get("/admin/audit")
+def access_audit(
+    _: AdminDep,
+    session: SessionDep,
+    user: Annotated[str | None, Query(max_length=64, description="who acted")] = None,
+    owner: Annotated[str | None, Query(max_length=64, description="whose data")] = None,
+    case_id: Annotated[str | None, Query(max_length=20)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    outcome: Annotated[str | None, Query(max_length=16)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, description="next_before of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    """Who read or changed patient data: newest first, refused attempts included."""
+    query = AccessQuery(user, owner, case_id, action, outcome, _local(since), _local(until))
+    events, next_before = page(session, query, limit=limit, before=before)
+    return {"status": "ok", "events": events, "next_before": next_before}

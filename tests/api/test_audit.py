@@ -1,0 +1,170 @@
+"""The access audit: every read or change of patient data, refusals included, queryable by the
+admin and exportable; never a body, a password or a token."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from allcare.cli import app
+from allcare.core.config import Settings
+from allcare.store.models import AccessEvent
+from tests.api.test_check_image import camera, sharp_photo, upload
+from tests.conftest import PASSWORD, Api
+from tests.models import tiny_torchscript
+
+
+@pytest.fixture
+def clinic(make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path):
+    model = tiny_torchscript(tmp_path / "tiny.pt")
+    api = make_api(make_settings(model_path=model, inference_runtime="torch"))
+    for user, role in (("gp1", "gp"), ("gp2", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+        api.add_user(user, role)
+    return api
+
+
+def trail(api: Api) -> list[dict[str, object]]:
+    with api.runtime.db.session() as session:
+        rows = session.scalars(select(AccessEvent).order_by(AccessEvent.id))
+        return [
+            {
+                "action": r.action,
+                "actor": r.actor_id,
+                "kind": r.actor_kind,
+                "resource": r.resource,
+                "owner": r.owner_id,
+                "outcome": r.outcome,
+                "status": r.status_code,
+                "client": r.client,
+            }
+            for r in rows
+        ]
+
+
+def test_a_gps_journey_is_recorded_step_by_step(clinic: Api) -> None:
+    gp = clinic.as_user("gp1")
+    before = len(trail(clinic))
+    case_id = gp.post("/cases/next-id").json()["case_id"]
+    image_id = upload(clinic.client, camera("gp1"), sharp_photo(), case_id=case_id).json()[
+        "image_id"
+    ]
+    gp.post("/cases", json={"case_id": case_id, "image_paths": [f"gp1/{image_id}.jpg"]})
+    gp.get("/cases")
+    clinic.client.get(f"/images/gp1/{image_id}.jpg")
+    steps = trail(clinic)[before:]
+    assert [(s["action"], s["actor"], s["resource"], s["owner"], s["outcome"]) for s in steps] == [
+        ("case.allocate", "gp1", f"case:{case_id}", "gp1", "ok"),
+        ("image.upload", "gp1", f"image:{image_id}", "gp1", "ok"),
+        ("case.decide", "gp1", f"case:{case_id}", "gp1", "ok"),
+        ("cases.list", "gp1", "cases:1", "gp1", "ok"),
+        ("image.view", None, f"image:{image_id}", "gp1", "ok"),
+    ]
+    assert steps[1]["kind"] == "legacy"  # the camera screen's header identity
+    assert steps[0]["kind"] == "token"
+    assert steps[4]["kind"] == "anonymous_url"
+    assert all(s["client"] == "testclient" for s in steps)
+
+
+def test_refused_attempts_are_recorded_with_who_tried(clinic: Api) -> None:
+    gp1, gp2 = clinic.as_user("gp1"), clinic.as_user("gp2")
+    case_id = gp1.post("/cases/next-id").json()["case_id"]
+    gp1.post("/cases", json={"case_id": case_id})
+    before = len(trail(clinic))
+    assert gp2.put(f"/cases/{case_id}", json={"age": "3"}).status_code == 404
+    assert clinic.client.get("/cases").status_code == 401
+    assert gp2.post(f"/cases/{case_id}/label", json={"correct_label": "nv"}).status_code == 403
+    clinic.client.post("/auth/login", json={"username": "gp1", "password": "wrong-password"})
+    clinic.client.post("/auth/login", json={"username": "../etc", "password": "x"})
+    assert gp1.post("/cases", json={"case_id": "nonsense"}).status_code == 400
+    steps = trail(clinic)[before:]
+    assert [(s["action"], s["actor"], s["resource"], s["outcome"], s["status"]) for s in steps] == [
+        ("case.update", "gp2", f"case:{case_id}", "not_found", 404),
+        ("cases.list", None, "cases", "denied", 401),
+        ("case.label", "gp2", f"case:{case_id}", "denied", 403),
+        ("auth.login", "gp1", "user:gp1", "denied", 401),
+        ("auth.login", None, "user:?", "denied", 401),
+        ("case.decide", "gp1", "case", "invalid", 400),
+    ]
+    with clinic.runtime.db.session() as session:
+        everything = " ".join(
+            " ".join(str(v) for v in (r.resource, r.actor_id, r.client, r.action))
+            for r in session.scalars(select(AccessEvent))
+        )
+    assert "wrong-password" not in everything
+    assert PASSWORD not in everything
+    assert "Bearer" not in everything
+
+
+def test_admins_query_the_audit_by_user_case_action_and_time(clinic: Api) -> None:
+    gp, doctor, admin = (clinic.as_user(u) for u in ("gp1", "doc1", "admin1"))
+    case_id = gp.post("/cases/next-id").json()["case_id"]
+    gp.post("/cases", json={"case_id": case_id})
+    doctor.get("/cases")
+    doctor.post(f"/cases/{case_id}/label", json={"correct_label": "bcc"})
+    doctor.post("/active-learning/candidates", json={"top_k": 5})
+
+    by_doctor = admin.get("/admin/audit", params={"user": "doc1"}).json()["events"]
+    assert [e["action"] for e in by_doctor] == [
+        "candidates.list",
+        "case.label",
+        "cases.list",
+        "auth.login",
+    ]
+    assert by_doctor[2]["owner_id"] is None  # a doctor's list shows every GP's cases
+    about_case = admin.get("/admin/audit", params={"case_id": case_id}).json()["events"]
+    assert [e["action"] for e in about_case] == ["case.label", "case.decide", "case.allocate"]
+    owner = admin.get("/admin/audit", params={"owner": "gp1", "action": "case.label"}).json()
+    assert [e["actor_id"] for e in owner["events"]] == ["doc1"]
+    assert admin.get("/admin/audit", params={"since": "2999-01-01T00:00:00"}).json()["events"] == []
+    gp1 = {"user": "gp1", "until": "2999-01-01T00:00:00"}
+    everything = admin.get("/admin/audit", params=gp1).json()["events"]
+    first = admin.get("/admin/audit", params=gp1 | {"limit": 2}).json()
+    second = admin.get(
+        "/admin/audit", params=gp1 | {"limit": 2, "before": first["next_before"]}
+    ).json()
+    assert len(everything) == 3  # login, allocate, decide
+    assert [e["id"] for e in first["events"] + second["events"]] == [e["id"] for e in everything]
+    assert second["next_before"] is None
+    refused = doctor.get("/admin/audit")
+    assert refused.status_code == 403
+    reads = admin.get("/admin/audit", params={"action": "audit.read"}).json()["events"]
+    assert {e["actor_id"] for e in reads} == {"admin1", "doc1"}  # reading it is audited too
+    denied = admin.get("/admin/audit", params={"action": "audit.read", "outcome": "denied"}).json()[
+        "events"
+    ]
+    assert [e["actor_id"] for e in denied] == ["doc1"]
+
+
+def test_the_audit_exports_as_csv_and_json_lines(
+    clinic: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gp = clinic.as_user("gp1")
+    gp.get("/cases")
+    monkeypatch.setenv("STORAGE_ROOT", str(settings.storage_root))
+    monkeypatch.setenv("DATABASE_URL", settings.sqlalchemy_url)
+    runner = CliRunner()
+    out = tmp_path / "audit.csv"
+    result = runner.invoke(app, ["audit", "export", "--since", "2000-01-01", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows[-1]["action"] == "cases.list"
+    assert rows[-1]["actor_id"] == "gp1"
+    assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+    lines = runner.invoke(app, ["audit", "export", "--format", "jsonl", "--user", "gp1"])
+    assert lines.exit_code == 0
+    records = [json.loads(line) for line in lines.output.splitlines()]
+    assert {r["actor_id"] for r in records} == {"gp1"}
+    later = runner.invoke(app, ["audit", "export", "--since", "2999-01-01"])
+    assert later.output.strip().splitlines() == [",".join(next(csv.reader([rows_header(out)])))]
+    assert runner.invoke(app, ["audit", "export", "--since", "soon"]).exit_code == 1
+
+
+def rows_header(path: Path) -> str:
+    return path.read_text().splitlines()[0]
