@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from allcare.core.config import ConfigError, Settings
 from allcare.core.tokens import TokenCodec, resolve_jwt_secret
+from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
 from allcare.services.users import import_legacy_users
 from allcare.store.blobs import BlobStore
@@ -43,6 +44,7 @@ class Runtime:
     photo_checks: PhotoCheckService
     deployment: Deployment
     training: TrainingSupervisor
+    access_writer: AccessWriter
     opened_probabilities: OpenedProbabilities = field(
         default_factory=lambda: _opened_probabilities(), init=False
     )
@@ -114,6 +116,7 @@ class Runtime:
             ),
             deployment=deployment,
             training=TrainingSupervisor(db, settings, deployment),
+            access_writer=AccessWriter(db),
         )
         try:
             runtime._import_users_file()
@@ -175,6 +178,7 @@ class Runtime:
 
     def close(self) -> None:
         self._stopping.set()
+        self.access_writer.close()
         self.training.close()
         self.engine.close()
         self.decode_pool.shutdown(wait=True)

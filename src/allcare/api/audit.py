@@ -9,14 +9,13 @@ itself, in the transaction that serves them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-import anyio.to_thread
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from allcare.services.access_log import record_access
 from allcare.services.principal import Principal, is_valid_user_id
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,6 @@ def outcome(status: int) -> str:
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.failures = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +83,7 @@ class AuditMiddleware:
         finally:
             entry = self._entry(scope, status)
             if entry is not None:
-                await anyio.to_thread.run_sync(self._write, scope, entry)
+                await self._write(scope, entry)
 
     def _entry(self, scope: Scope, status: int) -> dict[str, Any] | None:
         route = scope.get("route")
@@ -113,12 +111,11 @@ class AuditMiddleware:
             "client": client[0] if client else None,
         }
 
-    def _write(self, scope: Scope, entry: dict[str, Any]) -> None:
+    async def _write(self, scope: Scope, entry: dict[str, Any]) -> None:
+        """Awaited after the answer went out: the client never waits for it, but the request
+        only ends once its record is durable."""
         try:
-            runtime = scope["app"].state.runtime
-            with runtime.db.session() as session:
-                record_access(session, **entry)
-                session.commit()
+            writer = scope["app"].state.runtime.access_writer
+            await asyncio.wrap_future(writer.submit(entry))
         except Exception:
-            self.failures += 1
             log.exception("Could not record %s in the access audit", entry["action"])

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import wire_time
+from allcare.core.clock import now_utc, wire_time
+from allcare.store.db import Database, begin_write
 from allcare.store.models import AccessEvent
 
 FIELDS = (
@@ -107,3 +111,67 @@ def stream(session: Session, query: AccessQuery, batch: int = 1000) -> Iterator[
             return
         yield from (as_record(e) for e in rows)
         last = rows[-1].id
+
+
+class AccessWriter:
+    """Writes access records from one thread, committing everything that waits in one
+    transaction (group commit): under load many records share a commit, alone each gets its
+    own. ``submit`` answers a future that completes once the record is durable."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="access-audit", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: dict[str, Any]) -> Future[None]:
+        done: Future[None] = Future()
+        self._queue.put((entry, done))
+        return done
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._write(batch)
+                    return
+                batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
+        rows = [_row(entry) for entry, _ in batch]
+        try:
+            with self._db.session() as session:
+                begin_write(session)
+                session.execute(insert(AccessEvent), rows)
+                session.commit()
+        except Exception as exc:
+            self.failures += len(batch)
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        for _, done in batch:
+            done.set_result(None)
+
+
+def _row(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry | {
+        "resource": entry["resource"][:160],
+        "client": (entry.get("client") or "")[:64] or None,
+        "at": now_utc(),
+    }
