@@ -15,6 +15,7 @@ from allcare.core.config import ConfigError, Settings
 from allcare.core.tokens import TokenCodec, resolve_jwt_secret
 from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
+from allcare.services.throttle import LoginThrottle, RateLimit
 from allcare.services.users import import_legacy_users
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
@@ -45,6 +46,8 @@ class Runtime:
     deployment: Deployment
     training: TrainingSupervisor
     access_writer: AccessWriter
+    login_throttle: LoginThrottle
+    upload_rate: RateLimit
     opened_probabilities: OpenedProbabilities = field(
         default_factory=lambda: _opened_probabilities(), init=False
     )
@@ -117,6 +120,12 @@ class Runtime:
             deployment=deployment,
             training=TrainingSupervisor(db, settings, deployment),
             access_writer=AccessWriter(db),
+            login_throttle=LoginThrottle(
+                per_user=settings.login_max_failures,
+                per_address=settings.login_max_failures_per_address,
+                window_s=settings.login_failure_window_s,
+            ),
+            upload_rate=RateLimit(settings.upload_rate_per_minute),
         )
         try:
             runtime._import_users_file()

@@ -13,6 +13,8 @@ from allcare.api.audit import AuditMiddleware
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
 from allcare.api.errors import install_error_handlers
+from allcare.api.metrics import AppMetrics
+from allcare.api.observe import ObserveMiddleware
 from allcare.api.routes import (
     active_learning,
     admin_audit,
@@ -24,7 +26,9 @@ from allcare.api.routes import (
     health,
     images,
     labels,
+    metrics,
 )
+from allcare.api.security_headers import SecurityHeadersMiddleware
 from allcare.core.config import Settings, load_settings
 from allcare.runtime import Runtime
 
@@ -53,8 +57,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    app.state.metrics = AppMetrics(lambda: app.state.runtime)
     keyed = [Depends(require_api_key)]
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(images.router)
     app.include_router(cases.router, dependencies=keyed)
@@ -71,6 +77,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         upload_limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         upload_paths=frozenset({"/check-image"}),
     )
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.tls_enabled)
+    app.add_middleware(ObserveMiddleware, latency=app.state.metrics.latency)
     origins = settings.cors_origins
     app.add_middleware(
         CORSMiddleware,

@@ -16,9 +16,9 @@ from allcare.services.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    Overloaded,
     PayloadTooLarge,
     ServiceError,
+    TooManyRequests,
     Unavailable,
     UnsupportedMedia,
 )
@@ -33,6 +33,7 @@ _STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     Conflict: status.HTTP_409_CONFLICT,
     PayloadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     UnsupportedMedia: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
@@ -40,7 +41,8 @@ _STATUS_BY_ERROR: dict[type[ServiceError], int] = {
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     code = next(c for kind, c in _STATUS_BY_ERROR.items() if isinstance(exc, kind))
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"detail": exc.detail}, status_code=code, headers=headers)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from allcare.cli.audit import audit_app
+from allcare.cli.backup import backup_command, restore_command
 from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
@@ -15,6 +16,8 @@ app.command()(serve)
 app.command()(train)
 app.command()(migrate)
 app.command("export-model")(export_model)
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from allcare.api.app import create_app
 from allcare.cli.common import fail
 from allcare.core.config import ConfigError, load_settings
+from allcare.core.logging import configure_logging
 from allcare.runtime import Runtime
 
 
 def serve() -> None:
     """Run the API server on BACKSERVER_HOST:BACKSERVER_PORT."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         runtime = Runtime.start(settings)
     except ConfigError as exc:
@@ -29,5 +26,7 @@ def serve() -> None:
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (JSON, request id)
+        access_log=False,  # allcare.access logs each request, by route template
         proxy_headers=False,
     )

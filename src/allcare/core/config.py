@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     allowed_origins: str = "*"
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    metrics_token: SecretStr | None = None
 
     api_key: SecretStr = SecretStr("")
     jwt_secret_key: SecretStr | None = None
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(1_000_000, ge=1024)
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
     enable_docs: bool = True
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
+    login_failure_window_s: float = Field(900.0, ge=1)
+    upload_rate_per_minute: int = Field(60, ge=1, le=100_000)
 
     model_path: Path | None = None
     model_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -100,7 +106,11 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
     @field_validator(
-        "jwt_secret_key", "data_encryption_key", "data_encryption_old_keys", mode="before"
+        "jwt_secret_key",
+        "data_encryption_key",
+        "data_encryption_old_keys",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _empty_secret_is_none(cls, value: object) -> object:

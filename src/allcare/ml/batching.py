@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,8 @@ class InferenceEngine:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._queue: queue.Queue[_Job | object] = queue.Queue(maxsize=queue_size)
-        self.batches_run = 0
         self.images_run = 0
+        self.batch_size_counts: Counter[int] = Counter()
         self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
         self._thread.start()
 
@@ -161,8 +162,8 @@ class InferenceEngine:
             for job in batch:
                 job.future.set_exception(exc)
             return
-        self.batches_run += 1
         self.images_run += len(batch)
+        self.batch_size_counts[len(batch)] += 1
         for index, (job, row) in enumerate(zip(batch, probabilities, strict=True)):
             embedding = None if embeddings is None else embeddings[index]
             job.future.set_result(Prediction(row, model.version, embedding))

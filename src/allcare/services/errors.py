@@ -27,6 +27,14 @@ class Unavailable(ServiceError):
     pass
 
 
+class TooManyRequests(ServiceError):
+    """A limit on how often a client may do something; retry after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Overloaded(Unavailable):
     """Temporarily refused for load; the client may retry after ``retry_after`` seconds."""
 

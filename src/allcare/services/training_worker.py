@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings, load_settings
+from allcare.core.logging import configure_logging
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.evaluation import evaluate
 from allcare.ml.loading import LoadedModel, load_model, predict
@@ -317,12 +318,10 @@ def _device(requested: str) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m allcare.services.training_worker VERSION_ID")
     settings = load_settings()
+    configure_logging("info", settings.log_format)
     os.nice(10)  # serving first: training takes the CPU the API leaves
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(settings.training_threads or max(1, (cores or 1) - 1))

@@ -55,7 +55,7 @@ class BlobStore:
 
     def write(self, key: str, namespace: str, blob_id: str, data: bytes) -> StoredBlob:
         sealed = self._sealer.seal(data, f"{namespace}:{blob_id}")
-        _write_atomically(self._path(key), sealed)
+        write_atomically(self._path(key), sealed)
         return StoredBlob(
             key=key,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -99,7 +99,7 @@ class BlobStore:
         return path
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """A reader sees the whole file or none of it, also after a power cut."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=TEMP_SUFFIX)

@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,13 +72,24 @@ class Database:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to an Alembic revision, the newest by default (idempotent)."""
         with self.engine.begin() as connection:
+            config = migration_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
+
+    def unmigrate(self) -> None:
+        """Drop every table of the schema: only for an empty database about to be restored."""
+        with self.engine.begin() as connection:
+            config = migration_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision; None for a database never migrated."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
     def ensure_case_counter(self, start: int) -> None:
         """The next case id is at least ``start`` (CASE_ID_START), never lower than one issued."""
@@ -112,6 +124,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def migration_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
 
 
 def next_value(session: Session, counter: str) -> int:

@@ -13,12 +13,17 @@ router = APIRouter(tags=["auth"])
 
 @router.post("/auth/login", response_model=LoginOut)
 def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep, request: Request) -> LoginOut:
-    """Every attempt is audited with the username tried (never the password)."""
+    """Every attempt is audited with the username tried (never the password); repeated
+    failures per username or per client address answer 429 with Retry-After."""
     request.state.audit_actor = body.username
     note(request, resource=f"user:{body.username if is_valid_user_id(body.username) else '?'}")
+    address = request.client.host if request.client else None
+    runtime.login_throttle.check(body.username, address)
     user = authenticate(session, body.username, body.password)
     if user is None:
+        runtime.login_throttle.failed(body.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
+    runtime.login_throttle.succeeded(body.username)
     token = runtime.tokens.issue(
         subject=user.id,
         role=user.role,

@@ -34,7 +34,9 @@ async def check_image(
     predict_only: bool = False,
 ) -> dict[str, object]:
     """Blur check and classification; a sharp photo is stored with its case unless predict_only.
-    A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere."""
+    A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere.
+    Each user may send UPLOAD_RATE_PER_MINUTE photos a minute (bursts as large); then 429."""
+    runtime.upload_rate.check(principal.user_id)
     data = await file.read()
     answer = await runtime.photo_checks.check(principal, data, case_id, predict_only)
     if answer["status"] == "success" and not predict_only:

@@ -14,13 +14,31 @@ router = APIRouter(tags=["health"])
 def health(runtime: RuntimeDep) -> JSONResponse:
     """No auth. 503 when the database is unreachable, so a load balancer stops sending traffic."""
     database_ok = runtime.db.ping()
+    body = {"status": "ok" if database_ok else "degraded", **_state(runtime, database_ok)}
+    return JSONResponse(body, status_code=200 if database_ok else 503)
+
+
+@router.get("/health/live")
+def live() -> dict[str, str]:
+    """The process answers; touches nothing else, so a slow database never gets it restarted."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+def ready(runtime: RuntimeDep) -> JSONResponse:
+    """Ready for the app's whole journey: the database answers and a model serves /check-image."""
+    database_ok = runtime.db.ping()
+    is_ready = database_ok and runtime.engine.model is not None
+    body = {"status": "ready" if is_ready else "not_ready", **_state(runtime, database_ok)}
+    return JSONResponse(body, status_code=200 if is_ready else 503)
+
+
+def _state(runtime: RuntimeDep, database_ok: bool) -> dict[str, Any]:
     model = runtime.engine.model
-    body: dict[str, Any] = {
-        "status": "ok" if database_ok else "degraded",
+    return {
         "database": {
             "ok": database_ok,
             "backend": "sqlite" if runtime.db.is_sqlite else "postgresql",
         },
         "model": {"loaded": model is not None, "version": model.version if model else None},
     }
-    return JSONResponse(body, status_code=200 if database_ok else 503)

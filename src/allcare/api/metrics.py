@@ -1,0 +1,106 @@
+"""Prometheus metrics of one app: request latency by route, plus the state of inference, the
+model, training and the access audit read from the runtime at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from allcare.runtime import Runtime
+from allcare.services.registry import Source
+from allcare.store.models import ModelVersion
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class AppMetrics:
+    """A registry per app (tests run many apps in one process; the global one would clash)."""
+
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "allcare_http_request_duration_seconds",
+            "Time from request to the end of the answer, by route template and status",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(RuntimeCollector(runtime))
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime()
+        engine = runtime.engine
+        yield GaugeMetricFamily(
+            "allcare_inference_queue_depth", "Photos waiting for the model", engine.queue_depth
+        )
+        yield GaugeMetricFamily(
+            "allcare_inference_queue_capacity",
+            "Photos that may wait before /check-image answers 503",
+            engine.capacity,
+        )
+        yield _batch_sizes(engine.batch_size_counts)
+        model = engine.model
+        info = GaugeMetricFamily(
+            "allcare_model_info",
+            "The model that serves (1), labelled by version",
+            labels=["version"],
+        )
+        if model is not None:
+            info.add_metric([model.version], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "allcare_model_loaded", "1 when a model serves /check-image", int(model is not None)
+        )
+        yield CounterMetricFamily(
+            "allcare_audit_write_failures",
+            "Access audit records that could not be written",
+            runtime.access_writer.failures,
+        )
+        database_up = runtime.db.ping()
+        yield GaugeMetricFamily(
+            "allcare_database_up", "1 when the database answers", int(database_up)
+        )
+        if database_up:
+            yield _training_runs(runtime)
+
+
+def _batch_sizes(counts: dict[int, int]) -> Metric:
+    buckets = [
+        (str(bound), sum(n for size, n in counts.items() if size <= bound))
+        for bound in BATCH_BUCKETS
+    ]
+    buckets.append(("+Inf", sum(counts.values())))
+    total = sum(size * n for size, n in counts.items())
+    return HistogramMetricFamily(
+        "allcare_inference_batch_size", "Photos per model call", buckets=buckets, sum_value=total
+    )
+
+
+def _training_runs(runtime: Runtime) -> Metric:
+    runs = GaugeMetricFamily(
+        "allcare_training_runs", "Training runs by their current status", labels=["status"]
+    )
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(ModelVersion.status, func.count())
+            .where(ModelVersion.source == Source.TRAINING.value)
+            .group_by(ModelVersion.status)
+        ).all()
+    for status, count in rows:
+        runs.add_metric([status], count)
+    return runs

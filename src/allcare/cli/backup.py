@@ -1,0 +1,60 @@
+"""``allcare backup`` and ``allcare restore``: the database and every stored file in one archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allcare.cli.common import fail
+from allcare.core.config import load_settings
+from allcare.runtime import Runtime
+from allcare.store.backup import BackupError, Places, Report, backup, restore
+from allcare.store.db import Database
+
+
+def _places() -> Places:
+    settings = load_settings()
+    return Places(blobs=settings.storage_root / "blobs", models=settings.models_dir)
+
+
+def backup_command(
+    out: Annotated[Path, typer.Option("--out", help="Archive to write (.zip)")],
+) -> None:
+    """Write a consistent snapshot while the server keeps serving."""
+    settings = load_settings()
+    db, _ = Runtime.open_store(settings)
+    try:
+        report = backup(db, _places(), out)
+    finally:
+        db.dispose()
+    _print(f"Backed up to {out}", report)
+    typer.echo("The encryption key (DATA_ENCRYPTION_KEY) is not in the archive: keep it apart.")
+
+
+def restore_command(
+    archive: Annotated[Path, typer.Argument(help="Archive written by `allcare backup`")],
+) -> None:
+    """Restore into an empty database and data directory (stop the server first)."""
+    if not archive.is_file():
+        raise fail(f"{archive} does not exist")
+    settings = load_settings()
+    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        report = restore(db, _places(), archive)
+    except BackupError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        db.dispose()
+    _print(f"Restored {archive}", report)
+
+
+def _print(headline: str, report: Report) -> None:
+    typer.echo(
+        f"{headline}: schema {report.revision}, {report.files} files "
+        f"({report.file_bytes / 1e6:.1f} MB)"
+    )
+    for table, rows in report.rows.items():
+        typer.echo(f"  {table}: {rows} rows")

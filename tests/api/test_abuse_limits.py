@@ -1,0 +1,100 @@
+"""Login throttling, the upload rate and the security headers, through the HTTP API."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from allcare.core.config import Settings
+from allcare.store.models import AccessEvent
+from tests.api.test_check_image import camera, stored_counts, upload
+from tests.conftest import PASSWORD, Api
+from tests.models import tiny_torchscript
+
+
+def login(api: Api, username: str, password: str):
+    return api.client.post("/auth/login", json={"username": username, "password": password})
+
+
+def test_repeated_failures_lock_the_account_with_429_and_retry_after(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    api = make_api(make_settings(login_max_failures=3, login_failure_window_s=600))
+    api.add_user("gp1", "gp")
+    assert [login(api, "gp1", "wrong").status_code for _ in range(3)] == [401] * 3
+    refused = login(api, "gp1", PASSWORD)  # the right password too: no oracle for the guesser
+    assert refused.status_code == 429
+    assert refused.json()["detail"].startswith("Too many failed login attempts")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 600
+    with api.runtime.db.session() as session:
+        outcomes = session.scalars(select(AccessEvent.outcome).order_by(AccessEvent.id)).all()
+    assert outcomes[-1] == "throttled"
+
+
+def test_a_successful_login_resets_the_account_count(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    api = make_api(make_settings(login_max_failures=3))
+    api.add_user("gp1", "gp")
+    for _ in range(5):
+        assert login(api, "gp1", "wrong").status_code == 401
+        assert login(api, "gp1", "wrong").status_code == 401
+        assert login(api, "gp1", PASSWORD).status_code == 200
+
+
+def test_one_address_trying_many_accounts_is_throttled(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    api = make_api(make_settings(login_max_failures_per_address=4))
+    api.add_user("gp1", "gp")
+    for n in range(4):
+        assert login(api, f"guess{n}", "wrong").status_code == 401
+    response = login(api, "gp1", PASSWORD)
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
+
+
+def test_uploads_over_the_per_user_rate_are_429_and_store_nothing(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    model = tiny_torchscript(tmp_path / "tiny.pt")
+    api = make_api(
+        make_settings(model_path=model, inference_runtime="torch", upload_rate_per_minute=3)
+    )
+    api.add_user("gp1", "gp")
+    api.add_user("gp2", "gp")
+    statuses = [upload(api.client, camera("gp1")).status_code for _ in range(3)]
+    assert statuses == [200] * 3
+    before = stored_counts(api)
+    refused = upload(api.client, camera("gp1"))
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert stored_counts(api) == before
+    assert upload(api.client, camera("gp2")).status_code == 200  # the limit is per user
+
+
+@pytest.mark.parametrize("path", ["/health", "/cases", "/no-such-route"])
+def test_every_answer_carries_the_security_headers(api: Api, path: str) -> None:
+    headers = api.client.get(path).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert headers["Cache-Control"] == "no-store"
+    assert "Strict-Transport-Security" not in headers  # plain HTTP: HSTS would be ignored
+
+
+def test_docs_keep_a_policy_that_lets_them_load(api: Api) -> None:
+    response = api.client.get("/docs")
+    assert response.status_code == 200
+    assert "Content-Security-Policy" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_docs_and_schema_can_be_turned_off(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    api = make_api(make_settings(enable_docs=False))
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert api.client.get(path).status_code == 404
