@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from allcare.api.app import create_app
 from allcare.core.config import Settings
+from allcare.store.db import Database
 from allcare.store.models import User
 from tests.postgres_server import temporary_cluster
 
@@ -84,6 +85,23 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+def add_account(db: Database, user_id: str, role: str, *, disabled: bool = False) -> str:
+    """An account whose password is PASSWORD."""
+    with db.session() as session:
+        session.add(
+            User(
+                id=user_id,
+                password_hash=_FAST_HASH,
+                role=role,
+                first_name=user_id.title(),
+                last_name="Tester",
+                disabled=disabled,
+            )
+        )
+        session.commit()
+    return user_id
+
+
 class Api:
     """A running app plus helpers to create users and act as them."""
 
@@ -92,19 +110,7 @@ class Api:
         self.runtime = client.app.state.runtime  # type: ignore[attr-defined]
 
     def add_user(self, user_id: str, role: str, *, disabled: bool = False) -> str:
-        with self.runtime.db.session() as session:
-            session.add(
-                User(
-                    id=user_id,
-                    password_hash=_FAST_HASH,
-                    role=role,
-                    first_name=user_id.title(),
-                    last_name="Tester",
-                    disabled=disabled,
-                )
-            )
-            session.commit()
-        return user_id
+        return add_account(self.runtime.db, user_id, role, disabled=disabled)
 
     def token(self, user_id: str, password: str = PASSWORD) -> str:
         response = self.client.post("/auth/login", json={"username": user_id, "password": password})

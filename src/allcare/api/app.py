@@ -28,6 +28,7 @@ from allcare.api.routes import (
     labels,
     metrics,
 )
+from allcare.api.schemas.common import ERROR_RESPONSES
 from allcare.api.security_headers import SecurityHeadersMiddleware
 from allcare.core.config import Settings, load_settings
 from allcare.runtime import Runtime
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     app.state.metrics = AppMetrics(lambda: app.state.runtime)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from allcare.api.audit import note
 from allcare.api.deps import PrincipalDep, RuntimeDep, SessionDep
@@ -19,10 +19,10 @@ class CandidatesIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    top_k: int | None = Field(None, le=MAX_TOP_K)
+    top_k: StrictInt | None = Field(None, le=MAX_TOP_K)
     entry_type: str | None = Field(None, max_length=16)
     status: str | None = Field(None, max_length=64)
-    include_labeled: bool | None = None
+    include_labeled: StrictBool | None = None
     strategy: Literal["margin", "entropy", "least_confidence", "diversity", "random"] = "margin"
 
 

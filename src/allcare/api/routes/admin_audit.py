@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from allcare.api.deps import AdminDep, SessionDep
+from allcare.api.schemas.common import IsoDateTime
 from allcare.services.access_log import AccessQuery, page
 
 router = APIRouter(tags=["admin: audit"])
@@ -25,8 +26,8 @@ def access_audit(
     case_id: Annotated[str | None, Query(max_length=20)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     outcome: Annotated[str | None, Query(max_length=16)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
         int | None, Query(ge=1, description="next_before of the previous page")

@@ -3,7 +3,6 @@ legacy /model routes (2.15-2.16)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from allcare.api.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import TrainingConfigIn, TriggerIn
+from allcare.api.schemas.common import IsoDateTime
 from allcare.runtime import Runtime
 from allcare.services import label_pool, registry, training_config
 from allcare.services.architecture_choice import architectures
@@ -89,7 +89,7 @@ def events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     event_type: Annotated[str | None, Query(max_length=32)] = None,
     type: Annotated[str | None, Query(max_length=32)] = None,
-    since: datetime | None = None,
+    since: IsoDateTime | None = None,
 ) -> dict[str, Any]:
     if since is not None and since.tzinfo is None:
         since = since.astimezone()  # naive means local time, like every timestamp on the wire

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=10_000)]
@@ -25,6 +32,16 @@ def _iso_timestamp(value: str) -> str:
 IsoTimestamp = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iso_timestamp)]
 
 
+def _iso_text(value: object) -> object:
+    """Pydantic alone would also read ``0.0`` as epoch seconds, which the schema does not allow."""
+    if isinstance(value, str):
+        _iso_timestamp(value)
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
 class Prediction(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -34,3 +51,25 @@ class Prediction(BaseModel):
 
 class StatusOut(BaseModel):
     status: str
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: ``detail`` says why (a list of field errors for 422)."""
+
+    detail: str | list[Any] | dict[str, Any]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in {
+        400: "Bad request",
+        401: "Not authenticated, or the credentials are refused",
+        403: "The role may not do this",
+        404: "Unknown, or not the caller's",
+        409: "Conflicts with the current state",
+        413: "Body or image too large",
+        415: "Unsupported media type",
+        429: "Too many requests; see Retry-After",
+        503: "Temporarily unavailable (no model, or overloaded); see Retry-After",
+    }.items()
+}
