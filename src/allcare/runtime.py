@@ -16,7 +16,7 @@ from allcare.core.tokens import TokenCodec, resolve_jwt_secret
 from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
 from allcare.services.throttle import LoginThrottle, RateLimit
-from allcare.services.users import import_legacy_users
+from allcare.services.users import Authenticator, import_legacy_users
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
@@ -47,6 +47,7 @@ class Runtime:
     training: TrainingSupervisor
     access_writer: AccessWriter
     login_throttle: LoginThrottle
+    authenticator: Authenticator
     upload_rate: RateLimit
     opened_probabilities: OpenedProbabilities = field(
         default_factory=lambda: _opened_probabilities(), init=False
@@ -126,6 +127,7 @@ class Runtime:
                 window_s=settings.login_failure_window_s,
             ),
             upload_rate=RateLimit(settings.upload_rate_per_minute),
+            authenticator=Authenticator(db, parallel=settings.thread_budget[0]),
         )
         try:
             runtime._import_users_file()

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allcare.core.config import Settings
+from allcare.services import users as accounts
 from allcare.store.models import AccessEvent
 from tests.api.test_check_image import camera, stored_counts, upload
 from tests.conftest import PASSWORD, Api
@@ -98,3 +100,36 @@ def test_docs_and_schema_can_be_turned_off(
     api = make_api(make_settings(enable_docs=False))
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert api.client.get(path).status_code == 404
+
+
+def test_a_login_holds_no_database_connection_while_bcrypt_runs(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many clinics logging in at once must not exhaust the pool (found by bench/load.py)."""
+    api.add_user("gp1", "gp")
+    checked_out: list[int] = []
+    real_verify = accounts.verify_password
+
+    def verify(password: str, password_hash: str | None) -> bool:
+        checked_out.append(api.runtime.db.engine.pool.checkedout())
+        return real_verify(password, password_hash)
+
+    monkeypatch.setattr(accounts, "verify_password", verify)
+    assert login(api, "gp1", PASSWORD).status_code == 200
+    assert checked_out == [0]
+
+
+def test_an_exhausted_connection_pool_is_503_with_retry_after(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.add_user("gp1", "gp")
+    gp = api.as_user("gp1")
+
+    def no_connection_free() -> None:
+        raise PoolTimeout("QueuePool limit reached")
+
+    monkeypatch.setattr(api.runtime.db, "session", no_connection_free)
+    response = gp.get("/cases")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The server is busy; retry shortly"}
+    assert response.headers["Retry-After"] == "1"

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allcare.services.errors import (
     Conflict,
@@ -72,6 +73,16 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    """Every pooled database connection stayed busy for the pool timeout: overload, not a bug."""
+    log.warning("No database connection free for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "The server is busy; retry shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -84,4 +95,5 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _service_error)
     app.add_exception_handler(DecryptionError, _decryption_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)

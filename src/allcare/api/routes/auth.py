@@ -3,23 +3,23 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 
 from allcare.api.audit import note
-from allcare.api.deps import RuntimeDep, SessionDep
+from allcare.api.deps import RuntimeDep
 from allcare.api.schemas.auth import LoginIn, LoginOut, UserOut
 from allcare.services.principal import is_valid_user_id
-from allcare.services.users import authenticate, credentials_version
+from allcare.services.users import credentials_version
 
 router = APIRouter(tags=["auth"])
 
 
 @router.post("/auth/login", response_model=LoginOut)
-def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep, request: Request) -> LoginOut:
+async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOut:
     """Every attempt is audited with the username tried (never the password); repeated
     failures per username or per client address answer 429 with Retry-After."""
     request.state.audit_actor = body.username
     note(request, resource=f"user:{body.username if is_valid_user_id(body.username) else '?'}")
     address = request.client.host if request.client else None
     runtime.login_throttle.check(body.username, address)
-    user = authenticate(session, body.username, body.password)
+    user = await runtime.authenticator.authenticate(body.username, body.password)
     if user is None:
         runtime.login_throttle.failed(body.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
