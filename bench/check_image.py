@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--url", help="target a running server instead of starting one")
     parser.add_argument("--user", default="bench", help="existing user id for --url")
     parser.add_argument("--model", type=Path, help="model file (default: random-weight resnet50)")
-    parser.add_argument("--requests", type=int, default=8, help="requests per client")
+    parser.add_argument("--requests", type=int, default=20, help="requests per client")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="allcare-bench-"))
@@ -151,7 +151,7 @@ def main() -> None:
             asyncio.run(run_level(url, args.user, photo, 2, 4))
         results = {
             (name, concurrency): asyncio.run(
-                run_level(url, args.user, photo, concurrency, max(24, args.requests * concurrency))
+                run_level(url, args.user, photo, concurrency, max(40, args.requests * concurrency))
             )
             for name, photo in images.items()
             for concurrency in CONCURRENCY
