@@ -144,3 +144,12 @@ def test_readiness_needs_the_database_and_liveness_does_not(observed: Api) -> No
     observed.runtime.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
     assert observed.client.get("/health/ready").status_code == 503
     assert observed.client.get("/health/live").status_code == 200
+
+
+def test_a_started_server_runs_numpy_blas_on_one_thread(api: Api) -> None:
+    """OpenBLAS's pool spins between calls and would take CPU from the inference runtime."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas
+    assert all(pool["num_threads"] == 1 for pool in blas)
