@@ -53,7 +53,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'storage' / 'allcare.db'}"
         return
-    server_url = request.getfixturevalue("postgres_server")
+    with empty_postgres_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@contextmanager
+def empty_postgres_database(server_url: str) -> Iterator[str]:
+    """A new database on the test server, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from allcare.cli import app
@@ -21,7 +20,7 @@ from allcare.store.db import Database
 from allcare.store.models import Image
 from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.api.test_images import ENCRYPTION_KEY
-from tests.conftest import TEST_JWT_SECRET, Api
+from tests.conftest import TEST_JWT_SECRET, Api, empty_postgres_database
 from tests.models import tiny_torchscript
 
 
@@ -31,15 +30,8 @@ def target_url(request: pytest.FixtureRequest, database_url: str, tmp_path: Path
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'restored' / 'allcare.db'}"
         return
-    server = request.getfixturevalue("postgres_server")
-    name = f"r_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield server.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_postgres_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *args: str):
