@@ -15,10 +15,12 @@ _JSON_FIELDS = ["levelname", "name", "message", "request_id"]
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds the current request's id (None outside a request) to every record."""
+    """Adds the current request's id (None outside a request) to every record, and drops
+    uvicorn's terminal-colour copy of its messages."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        record.__dict__.pop("color_message", None)
         return True
 
 
