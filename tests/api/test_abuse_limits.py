@@ -133,3 +133,36 @@ def test_an_exhausted_connection_pool_is_503_with_retry_after(
     assert response.status_code == 503
     assert response.json() == {"detail": "The server is busy; retry shortly"}
     assert response.headers["Retry-After"] == "1"
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    api = make_api(
+        make_settings(forwarded_allow_ips="testclient", login_max_failures_per_address=2)
+    )
+    for address in ("10.1.1.1", "10.1.1.1", "10.2.2.2"):
+        forwarded = {"X-Forwarded-For": address}
+        response = api.client.post(
+            "/auth/login", json={"username": "x", "password": "y"}, headers=forwarded
+        )
+        assert response.status_code == 401
+    blocked = api.client.post(
+        "/auth/login",
+        json={"username": "z", "password": "y"},
+        headers={"X-Forwarded-For": "10.1.1.1"},
+    )
+    assert blocked.status_code == 429  # one clinic's address, not the proxy's, is throttled
+    with api.runtime.db.session() as session:
+        clients = session.scalars(select(AccessEvent.client).order_by(AccessEvent.id)).all()
+    assert clients == ["10.1.1.1", "10.1.1.1", "10.2.2.2", "10.1.1.1"]
+
+
+def test_forwarded_headers_are_ignored_unless_the_proxy_is_trusted(api: Api) -> None:
+    api.client.post(
+        "/auth/login",
+        json={"username": "x", "password": "y"},
+        headers={"X-Forwarded-For": "1.2.3.4"},
+    )
+    with api.runtime.db.session() as session:
+        assert session.scalars(select(AccessEvent.client)).all() == ["testclient"]

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from allcare import __version__
 from allcare.api.audit import AuditMiddleware
@@ -89,4 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    if settings.forwarded_allow_ips:
+        # Outermost, so throttles, the audit and the logs all see the client behind the proxy.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

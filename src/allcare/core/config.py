@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     allowed_origins: str = "*"
+    forwarded_allow_ips: str = ""
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
     metrics_token: SecretStr | None = None
