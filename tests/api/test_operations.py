@@ -153,3 +153,21 @@ def test_a_started_server_runs_numpy_blas_on_one_thread(api: Api) -> None:
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas
     assert all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_the_decode_thread_logs_under_the_request_id(
+    observed: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from allcare.core.logging import request_id
+    from allcare.services import photo_checks
+
+    seen: list[str | None] = []
+    real_check = photo_checks.check_photo
+
+    def check_photo(data: bytes, limits: object) -> object:
+        seen.append(request_id.get())
+        return real_check(data, limits)
+
+    monkeypatch.setattr(photo_checks, "check_photo", check_photo)
+    response = upload(observed.client, camera("gp1"))
+    assert seen == [response.headers["X-Request-ID"]]

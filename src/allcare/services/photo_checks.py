@@ -8,6 +8,7 @@ database and file writes in worker threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -104,7 +105,11 @@ class PhotoCheckService:
         """Decode and check the photo while the database confirms the caller may add to the
         target case; either refusal wins before any model work."""
         loop = asyncio.get_running_loop()
-        decoding = loop.run_in_executor(self.decode_pool, check_photo, data, self.limits)
+        # The request's context (its id on every log line) goes along to the decode thread.
+        context = contextvars.copy_context()
+        decoding = loop.run_in_executor(
+            self.decode_pool, context.run, check_photo, data, self.limits
+        )
         if target_case is not None:
             try:
                 await anyio.to_thread.run_sync(self._check_case, principal, target_case)
