@@ -56,6 +56,7 @@ def test_metrics_report_routes_inference_model_training_and_audit(observed: Api)
     assert sample(families, "allcare_inference_queue_depth") == 0
     version = observed.runtime.engine.model.version
     assert sample(families, "allcare_model_info", version=version) == 1
+    assert sample(families, "allcare_model_production_info", version=version) == 1
     assert sample(families, "allcare_model_loaded") == 1
     assert sample(families, "allcare_audit_write_failures_total") == 0
     assert sample(families, "allcare_database_up") == 1

@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from allcare.runtime import Runtime
-from allcare.services.registry import Source
+from allcare.services import registry
+from allcare.services.registry import Pointer, Source
 from allcare.store.models import ModelVersion
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -76,7 +77,7 @@ class RuntimeCollector(Collector):
             "allcare_database_up", "1 when the database answers", int(database_up)
         )
         if database_up:
-            yield _training_runs(runtime)
+            yield from _registry(runtime)
 
 
 def _batch_sizes(counts: dict[int, int]) -> Metric:
@@ -91,9 +92,15 @@ def _batch_sizes(counts: dict[int, int]) -> Metric:
     )
 
 
-def _training_runs(runtime: Runtime) -> Metric:
+def _registry(runtime: Runtime) -> Iterator[Metric]:
     runs = GaugeMetricFamily(
         "allcare_training_runs", "Training runs by their current status", labels=["status"]
+    )
+    production = GaugeMetricFamily(
+        "allcare_model_production_info",
+        "The registry's production model (1), labelled by version; it differs from "
+        "allcare_model_info while an admin serves another version on trial",
+        labels=["version"],
     )
     with runtime.db.session() as session:
         rows = session.execute(
@@ -101,6 +108,10 @@ def _training_runs(runtime: Runtime) -> Metric:
             .where(ModelVersion.source == Source.TRAINING.value)
             .group_by(ModelVersion.status)
         ).all()
+        production_version = registry.pointer(session, Pointer.PRODUCTION)
     for status, count in rows:
         runs.add_metric([status], count)
-    return runs
+    if production_version is not None:
+        production.add_metric([production_version], 1)
+    yield runs
+    yield production
