@@ -3,25 +3,14 @@ from what /check-image answered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from allcare.core.config import Settings
 from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import Api
 from tests.models import tiny_torchscript
-
-
-@pytest.fixture
-def clinic(make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path):
-    model = tiny_torchscript(tmp_path / "tiny.pt")
-    api = make_api(make_settings(model_path=model, inference_runtime="torch"))
-    for user, role in (("gp1", "gp"), ("gp2", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
-        api.add_user(user, role)
-    return api
 
 
 def margin(predictions: list[dict[str, float]]) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from allcare.core.config import Settings
 from allcare.store.models import AccessEvent
 from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import PASSWORD, Api
-from tests.models import tiny_torchscript
-
-
-@pytest.fixture
-def clinic(make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path):
-    model = tiny_torchscript(tmp_path / "tiny.pt")
-    api = make_api(make_settings(model_path=model, inference_runtime="torch"))
-    for user, role in (("gp1", "gp"), ("gp2", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
-        api.add_user(user, role)
-    return api
 
 
 def trail(api: Api) -> list[dict[str, object]]:

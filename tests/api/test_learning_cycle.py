@@ -5,22 +5,9 @@ promotion gate, the serving model changing live, rollback."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
-
-from allcare.core.config import Settings
 from tests.conftest import Api
-from tests.learning import labelled_cases, predict, start_clinic, wait_for_run
-
-
-@pytest.fixture
-def loop(
-    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
-) -> Callable[..., Api]:
-    return lambda favour, **overrides: start_clinic(
-        make_api, make_settings, tmp_path, favour, **overrides
-    )
+from tests.learning import labelled_cases, predict, wait_for_run
 
 
 def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[..., Api]) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
 from allcare.store.models import ModelVersion
 from tests.conftest import Api
-from tests.learning import labelled_cases, predict, start_clinic, wait_for_run
+from tests.learning import labelled_cases, predict, wait_for_run
 
 
 @pytest.fixture
@@ -24,15 +23,6 @@ def database_url(tmp_path: Path) -> str:
     """Training runs are slow on a CPU: these scenarios run on SQLite only; the whole cycle runs
     on both databases in test_learning_cycle.py."""
     return f"sqlite:///{tmp_path / 'storage' / 'allcare.db'}"
-
-
-@pytest.fixture
-def loop(
-    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
-) -> Callable[..., Api]:
-    return lambda favour, **overrides: start_clinic(
-        make_api, make_settings, tmp_path, favour, **overrides
-    )
 
 
 def test_a_candidate_that_misses_melanoma_is_rejected_and_never_serves(
