@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -37,6 +38,12 @@ def model_file(folder: Path, architecture: str = "resnet50") -> Path:
         module = build(architecture).eval()
         torch.save({"model_state_dict": module.state_dict(), "architecture": architecture}, path)
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def time_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _common import model_file, photos
-from check_image import PYTHON, _free_port
+from _common import free_port, model_file, photos
+from check_image import PYTHON
 
 APP_TIMEOUT_S = 30.0  # the app's timeout of an upload; 10 s for every other call it makes
 OTHER_TIMEOUT_S = 10.0
@@ -183,7 +183,7 @@ def report(concurrency: int, seconds: float, morning: Stats, stats: Stats) -> No
 
 
 def start_server(work: Path, model: Path, queue_size: int | None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STORAGE_ROOT": str(work / "storage"),

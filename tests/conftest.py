@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from allcare.api.app import create_app
 from allcare.core.config import Settings
 from allcare.store.db import Database
 from allcare.store.models import User
+from tests.ports import free_port
 from tests.postgres_server import temporary_cluster
 
 PASSWORD = "correct-horse-1"
@@ -181,9 +181,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
     """Serve an app whose runtime is already started (by its TestClient) on a real socket."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

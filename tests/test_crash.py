@@ -8,13 +8,12 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,7 @@ from tests.api.test_check_image import sharp_photo
 from tests.conftest import PASSWORD, TEST_JWT_SECRET, add_account, stop_training_workers
 from tests.learning import TRAINING, labelled_cases, mobilenet_checkpoint
 from tests.models import tiny_torchscript
+from tests.ports import free_port
 
 UPLOADERS = 8
 
@@ -40,12 +40,9 @@ class Server:
     env: dict[str, str]
     url: str = ""
     process: subprocess.Popen[bytes] | None = None
-    starts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = self.env | {"BACKSERVER_HOST": "127.0.0.1", "BACKSERVER_PORT": str(port)}
         self.process = subprocess.Popen(
