@@ -72,3 +72,11 @@ def test_rate_limit_allows_a_burst_then_refills_at_the_rate() -> None:
     with pytest.raises(TooManyRequests) as refused:
         limit.check("gp1")
     assert refused.value.retry_after == 10
+
+
+def test_checking_a_key_that_never_failed_remembers_nothing() -> None:
+    """Every login checks its username first; guesses of random names must not pile up."""
+    throttle = FailureThrottle(limit=3, window_s=60, clock=Clock())
+    for n in range(100):
+        assert throttle.retry_after(f"nobody{n}") is None
+    assert len(throttle._failures) == 0

@@ -32,7 +32,7 @@ class FailureThrottle:
 
     def retry_after(self, key: str) -> int | None:
         with self._lock:
-            failures = self._recent(key)
+            failures = self._recent(key) if key in self._failures else ()
             if len(failures) < self.limit:
                 return None
             return max(1, math.ceil(failures[0] + self.window_s - self._clock()))

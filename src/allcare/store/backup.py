@@ -182,7 +182,8 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
 def _prepare_empty_schema(db: Database, revision: str) -> None:
     """The target must hold no data (a case counter from one start is fine); its schema is
     then set to the backup's revision, so the rows fit exactly."""
-    if db.revision() is not None:
+    current = db.revision()
+    if current is not None:
         with db.engine.connect() as connection:
             for table in tables():
                 if table.name == Counter.__tablename__:
@@ -192,7 +193,7 @@ def _prepare_empty_schema(db: Database, revision: str) -> None:
                         f"The target database is not empty (table {table.name} has rows); "
                         "restore into a new database"
                     )
-        if db.revision() != revision:
+        if current != revision:
             db.unmigrate()
     db.migrate(revision)
 
