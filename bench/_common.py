@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import statistics
 import time
@@ -56,6 +57,12 @@ def time_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
         fn()
         samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | str = "self") -> tuple[float, float]:

@@ -5,28 +5,36 @@ server's memory against the model runtime's.
     .venv/bin/python bench/check_image.py                # starts its own server (resnet50)
     .venv/bin/python bench/check_image.py --url http://host:8000 --user user001
 
-The camera flow is measured: legacy X-User-Id identity, photo stored with a new case.
+The camera flow is measured: legacy X-User-Id identity, photo stored with a new case. This
+machine's speed drifts by up to 10 % within minutes, as much as the margins measured, so the raw
+pipeline is measured again between the levels (each ratio uses the measurements just before and
+after its level) and every level runs in several rounds; the table gives medians and ranges.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import free_port, model_file, photos, rss_mb
-from raw_model import measure
+from _common import cpu_seconds, free_port, model_file, photos, rss_mb
+from raw_model import PipelinePoint, RawPipeline, load_runner, measure
 
 CONCURRENCY = (1, 4, 16)
+RAW_REPEAT = 20
 PYTHON = sys.executable
 
 
@@ -79,45 +87,100 @@ def model_runtime_peak_mb(model: Path, storage: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def multipart(photo: bytes) -> tuple[bytes, str]:
-    """The upload body, encoded once: the benchmark measures the server, not the client."""
-    request = httpx.Request(
+def prepared_request(url: str, user: str, photo: bytes) -> bytes:
+    """The whole upload, encoded once: the benchmark measures the server, not the client."""
+    upload = httpx.Request(
         "POST", "http://bench/", files={"file": ("photo.jpg", photo, "image/jpeg")}
     )
-    return request.read(), request.headers["content-type"]
+    body = upload.read()
+    head = (
+        f"POST /check-image HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n"
+        f"Content-Type: {upload.headers['content-type']}\r\nContent-Length: {len(body)}\r\n"
+        f"X-User-Id: {user}\r\nX-User-Role: gp\r\n\r\n"
+    )
+    return head.encode() + body
 
 
-async def run_level(url: str, user: str, photo: bytes, concurrency: int, total: int) -> dict:
+class Connection:
+    """One keep-alive HTTP/1.1 connection replaying a prepared request. The client shares the
+    server's cores, and httpx spends about 2 ms of CPU a request; this spends a tenth of that."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parts = urlsplit(url)
+        return cls(*await asyncio.open_connection(parts.hostname, parts.port))
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self._writer.write(request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+        body = await self._reader.readexactly(int(headers["content-length"]))
+        return int(lines[0].split()[1]), body
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def run_level(
+    url: str, user: str, photo: bytes, concurrency: int, total: int, server_pid: int | None = None
+) -> dict:
     latencies: list[float] = []
     errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(total):
-        queue.put_nowait(n)
-    body, content_type = multipart(photo)
-    headers = {"Content-Type": content_type, "X-User-Id": user, "X-User-Role": "gp"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    remaining = total
+    request = prepared_request(url, user, photo)
+    connections = [await Connection.open(url) for _ in range(concurrency)]
 
-        async def worker() -> None:
-            nonlocal errors
-            while not queue.empty():
-                queue.get_nowait()
-                started = time.perf_counter()
-                response = await client.post("/check-image", content=body, headers=headers)
-                latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200 or response.json()["status"] != "success":
-                    errors += 1
+    async def client(connection: Connection) -> None:
+        nonlocal errors, remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            status, body = await connection.send(request)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 200 or json.loads(body)["status"] != "success":
+                errors += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    server_before = cpu_seconds(server_pid) if server_pid else 0.0
+    cpu_before, started = time.process_time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(client(connection) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    elapsed = time.perf_counter() - started
     latencies.sort()
     return {
         "p50": statistics.median(latencies),
         "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
         "throughput": total / elapsed,
         "errors": errors,
+        "client_cpu_ms": (time.process_time() - cpu_before) * 1000 / total,
+        "server_cpu_ms": (cpu_seconds(server_pid) - server_before) * 1000 / total
+        if server_pid
+        else None,
     }
+
+
+@dataclass(frozen=True)
+class LevelRun:
+    """One load level, with the raw pipeline measured just before and just after it."""
+
+    result: dict
+    raw_before: PipelinePoint
+    raw_after: PipelinePoint
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.result["p50"] / ((self.raw_before.b1_ms + self.raw_after.b1_ms) / 2)
+
+    @property
+    def throughput_ratio(self) -> float:
+        raw = (self.raw_before.batched_per_s + self.raw_after.batched_per_s) / 2
+        return self.result["throughput"] / raw
 
 
 def main() -> None:
@@ -126,65 +189,65 @@ def main() -> None:
     parser.add_argument("--user", default="bench", help="existing user id for --url")
     parser.add_argument("--model", type=Path, help="model file (default: random-weight resnet50)")
     parser.add_argument("--requests", type=int, default=20, help="requests per client")
+    parser.add_argument("--rounds", type=int, default=3, help="times each level is measured")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="allcare-bench-"))
     model = args.model or model_file(work)
-    print("Measuring the raw pipeline first (nothing else running)...", flush=True)
-    raw_before = measure(model, repeat=20)
+    print("Choosing the raw pipeline's runtime (nothing else running)...", flush=True)
+    best_runtime = measure(model, repeat=RAW_REPEAT).best_runtime
+    pipeline = RawPipeline(load_runner(model, best_runtime))
     runtime_mb = model_runtime_peak_mb(model, work / "probe")
 
     server = None
     url = args.url
     if url is None:
         server, url = start_server(model, work / "storage", args.user)
+    runs: dict[tuple[str, int], list[LevelRun]] = defaultdict(list)
     try:
         images = photos()
         for photo in images.values():  # warm-up: first requests pay one-off costs
             asyncio.run(run_level(url, args.user, photo, 2, 4))
-        results = {
-            (name, concurrency): asyncio.run(
-                run_level(url, args.user, photo, concurrency, max(40, args.requests * concurrency))
-            )
-            for name, photo in images.items()
-            for concurrency in CONCURRENCY
-        }
+        for round_number in range(1, args.rounds + 1):
+            print(f"Round {round_number} of {args.rounds}...", flush=True)
+            for name, photo in images.items():
+                before = pipeline.measure(photo, RAW_REPEAT)
+                for concurrency in CONCURRENCY:
+                    total = max(40, args.requests * concurrency)
+                    pid = server.pid if server else None
+                    result = asyncio.run(run_level(url, args.user, photo, concurrency, total, pid))
+                    after = pipeline.measure(photo, RAW_REPEAT)
+                    runs[name, concurrency].append(LevelRun(result, before, after))
+                    before = after
     finally:
         if server is not None:
             current, peak = rss_mb(server.pid)
             server.terminate()
             server.wait(timeout=30)
-    print("Measuring the raw pipeline again (the machine's speed drifts)...", flush=True)
-    raw_after = measure(model, repeat=20, runtimes=(raw_before.best_runtime,))
-    raw_b1 = {
-        name: (raw_before.pipeline_b1_ms[name] + raw_after.pipeline_b1_ms[name]) / 2
-        for name in images
-    }
-    raw_batched = {
-        name: (raw_before.pipeline_batched_per_s[name] + raw_after.pipeline_batched_per_s[name]) / 2
-        for name in images
-    }
     print(
-        f"\nPOST /check-image, ResNet50 fp32 on CPU ({os.cpu_count()} cores), "
-        f"raw pipeline runtime: {raw_before.best_runtime}"
+        f"\nPOST /check-image, ResNet50 fp32 on CPU ({os.cpu_count()} cores), raw pipeline: "
+        f"{best_runtime}, measured just before and after each level; median of {args.rounds} "
+        "rounds (range)"
     )
     print(
-        f"{'photo':<10} {'conc':>4} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
-        f"{'errors':>6} {'p50/raw b1':>10} {'req/s / raw b8':>14}"
+        f"{'photo':<10} {'conc':>4} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} {'errors':>6} "
+        f"{'p50/raw b1':>18} {'req/s / raw b8':>18} {'CPU ms/req':>10}"
     )
     for name in images:
         for concurrency in CONCURRENCY:
-            result = results[name, concurrency]
+            level = runs[name, concurrency]
             print(
-                f"{name:<10} {concurrency:>4} {result['p50']:>8.1f} {result['p95']:>8.1f} "
-                f"{result['throughput']:>7.1f} {result['errors']:>6} "
-                f"{result['p50'] / raw_b1[name]:>10.2f} "
-                f"{result['throughput'] / raw_batched[name]:>14.2f}"
+                f"{name:<10} {concurrency:>4} {_median(level, 'p50'):>8.1f} "
+                f"{_median(level, 'p95'):>8.1f} {_median(level, 'throughput'):>7.1f} "
+                f"{sum(run.result['errors'] for run in level):>6} "
+                f"{_spread([run.latency_ratio for run in level]):>18} "
+                f"{_spread([run.throughput_ratio for run in level]):>18} {_cpu_column(level):>10}"
             )
+        points = [point for run in runs[name, 1] for point in (run.raw_before, run.raw_after)]
         print(
-            f"{'':<10} raw pipeline (mean of before/after): b1 {raw_b1[name]:.1f} ms "
-            f"({raw_before.pipeline_b1_ms[name]:.1f}/{raw_after.pipeline_b1_ms[name]:.1f}), "
-            f"batched {raw_batched[name]:.1f} img/s"
+            f"{'':<10} raw pipeline: b1 {statistics.median(p.b1_ms for p in points):.1f} ms, "
+            f"batched {statistics.median(p.batched_per_s for p in points):.1f} photos/s, "
+            f"{statistics.median(p.cpu_ms for p in points):.0f} ms CPU per photo"
         )
     if server is not None:
         print(
@@ -192,6 +255,22 @@ def main() -> None:
             f"{runtime_mb:.0f} MB peak; server overhead {peak - runtime_mb:.0f} MB "
             "(target: at most 300)"
         )
+    print("CPU ms/req: the server process's + this client's (it shares the cores)")
+
+
+def _median(level: list[LevelRun], key: str) -> float:
+    return statistics.median(run.result[key] for run in level)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _cpu_column(level: list[LevelRun]) -> str:
+    client = f"{_median(level, 'client_cpu_ms'):.1f}"
+    if level[0].result["server_cpu_ms"] is None:
+        return client
+    return f"{_median(level, 'server_cpu_ms'):.0f}+{client}"
 
 
 if __name__ == "__main__":
