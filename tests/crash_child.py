@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 import allcare.store.blobs as blobs_module
 from allcare.core.config import Settings
 from allcare.runtime import Runtime
-from allcare.store.models import Image
 from tests.photos import store_photo
 
 
@@ -20,18 +19,23 @@ def die(*_args: object) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def holds_image(session: Session) -> bool:
-    return any(isinstance(obj, Image) for obj in session.identity_map.values())
+IMAGE_INSERTED: list[bool] = []
+
+
+def note_image_insert(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+    if statement.lstrip().upper().startswith("INSERT INTO IMAGES"):
+        IMAGE_INSERTED.append(True)
 
 
 def main(crash_point: str) -> None:
     runtime = Runtime.start(Settings())
+    event.listen(runtime.db.engine, "before_cursor_execute", note_image_insert)
     if crash_point == "mid_write":
         blobs_module.os.replace = die  # type: ignore[assignment] - the temp file is written, not renamed
     elif crash_point == "before_commit":
-        event.listen(Session, "before_commit", lambda s: holds_image(s) and die())
+        event.listen(runtime.db.engine, "commit", lambda _conn: IMAGE_INSERTED and die())
     elif crash_point == "after_commit":
-        event.listen(Session, "after_commit", lambda s: holds_image(s) and die())
+        event.listen(Session, "after_commit", lambda _session: IMAGE_INSERTED and die())
     store_photo(runtime, "gp1", None)
     sys.exit("the crash point was never reached")
 

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, event, func, select
 
 from allcare.core.config import Settings
 from allcare.store.models import AccessEvent, BlobIntent, Case, CaseDecision, Image
@@ -148,17 +147,26 @@ def test_missing_key_for_encrypted_data_is_a_loud_json_error(
 
 def test_a_failed_commit_leaves_neither_row_nor_file(api: Api, settings: Settings) -> None:
     api.add_user("gp1", "gp")
+    engine = api.runtime.db.engine
 
-    def fail_when_storing_an_image(session: Session) -> None:
-        if any(isinstance(obj, Image) for obj in session.identity_map.values()):
+    def note_image_insert(
+        connection: Connection, _cursor: object, statement: str, *_: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO IMAGES"):
+            connection.info["stores_image"] = True
+
+    def fail_when_storing_an_image(connection: Connection) -> None:
+        if connection.info.pop("stores_image", False):
             raise OSError("disk full while committing")
 
-    event.listen(Session, "before_commit", fail_when_storing_an_image)
+    event.listen(engine, "before_cursor_execute", note_image_insert)
+    event.listen(engine, "commit", fail_when_storing_an_image)
     try:
         with pytest.raises(OSError, match="disk full"):
             store_photo(api.runtime, "gp1", None)
     finally:
-        event.remove(Session, "before_commit", fail_when_storing_an_image)
+        event.remove(engine, "before_cursor_execute", note_image_insert)
+        event.remove(engine, "commit", fail_when_storing_an_image)
     assert _image_rows(api) == 0
     assert _blob_files(settings.storage_root) == []
 

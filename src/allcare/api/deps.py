@@ -7,8 +7,10 @@ import re
 from collections.abc import Iterator
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
+from starlette.datastructures import Headers
 
 from allcare.api.audit import note_actor
 from allcare.core.tokens import InvalidToken
@@ -126,30 +128,34 @@ def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep
     return principal
 
 
-def camera_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
+async def camera_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """JWT, or the legacy X-User-Id header the camera screen sends instead of a token.
 
     The header only names an existing, enabled user; the role always comes from the database and
-    X-User-Role is ignored, so claiming ``admin`` in a header gains nothing.
+    X-User-Role is ignored, so claiming ``admin`` in a header gains nothing. The upload route
+    needs no request session, so the lookup takes one worker-thread hop with its own short one.
     """
-    header = request.headers.get("authorization")
-    if header:
-        principal = _from_bearer(header, session, runtime)
-        note_actor(request, principal)
-        return principal
-    if not runtime.settings.legacy_identity_headers:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
-    user_id = _LEGACY_ID_CHARS.sub("", request.headers.get("x-user-id", "").strip())
-    if not user_id:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, "Missing Authorization header or X-User-Id header"
-        )
-    user = active_user(session, user_id)
-    if user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
-    principal = _principal(session, user, AuthMethod.LEGACY_HEADERS)
+    principal = await anyio.to_thread.run_sync(_camera_lookup, request.headers, runtime)
     note_actor(request, principal)
     return principal
+
+
+def _camera_lookup(headers: Headers, runtime: Runtime) -> Principal:
+    with runtime.db.session() as session:
+        header = headers.get("authorization")
+        if header:
+            return _from_bearer(header, session, runtime)
+        if not runtime.settings.legacy_identity_headers:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
+        user_id = _LEGACY_ID_CHARS.sub("", headers.get("x-user-id", "").strip())
+        if not user_id:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, "Missing Authorization header or X-User-Id header"
+            )
+        user = active_user(session, user_id)
+        if user is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
+        return _principal(session, user, AuthMethod.LEGACY_HEADERS)
 
 
 def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc, wire_time
@@ -48,29 +48,37 @@ class CaseService:
 
     # -- ids -------------------------------------------------------------------------------
 
-    def allocate(self, principal: Principal) -> Case:
+    def allocate(self, principal: Principal) -> int:
         begin_write(self.session)
-        case = self._allocate(principal)
+        case_id = self._allocate(principal)
         self.session.commit()
-        return case
+        return case_id
 
-    def _allocate(self, principal: Principal) -> Case:
-        """Reuse the caller's smallest released id, else take the next global one."""
-        case = self.session.scalar(
-            select(Case)
+    def _allocate(self, principal: Principal) -> int:
+        """Reuse the caller's smallest released id, else take the next global one. Core
+        statements, not the ORM's unit of work: every photo of a new case comes through here."""
+        released = self.session.scalar(
+            select(Case.id)
             .where(Case.owner_id == principal.user_id, Case.state == CaseState.RELEASED)
             .order_by(Case.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        if case is None:
-            case = Case(id=next_value(self.session, CASE_COUNTER), owner_id=principal.user_id)
-            self.session.add(case)
-        case.state = CaseState.ALLOCATED
-        case.owner_role = principal.role.value
-        case.allocated_at = now_utc()
-        self.session.flush()
-        return case
+        values = {
+            "state": CaseState.ALLOCATED.value,
+            "owner_role": principal.role.value,
+            "allocated_at": now_utc(),
+        }
+        cases = Case.__table__
+        if released is None:
+            case_id = next_value(self.session, CASE_COUNTER)
+            self.session.execute(
+                insert(cases).values(id=case_id, owner_id=principal.user_id, **values)
+            )
+        else:
+            case_id = released
+            self.session.execute(update(cases).where(cases.c.id == case_id).values(**values))
+        return case_id
 
     def release(self, principal: Principal, case_id_text: str) -> dict[str, str]:
         case_id = parse_case_id(case_id_text)
@@ -102,7 +110,7 @@ class CaseService:
         if case_id is not None:
             case = self._writable(principal, case_id, unknown_hint=True)
         else:
-            case = self._allocate(principal)
+            case = self._allocated(principal)
         if not fields.get("created_at"):
             fields["created_at"] = wire_time(now)
         if case.owner_id == principal.user_id:
@@ -138,6 +146,11 @@ class CaseService:
         self.session.commit()
         return case
 
+    def _allocated(self, principal: Principal) -> Case:
+        case = self.session.get(Case, self._allocate(principal), populate_existing=True)
+        assert case is not None, "allocated in this transaction"
+        return case
+
     def check_photo_target(self, principal: Principal, case_id: int) -> None:
         """Read-only: refuse early, before any image work, a case the caller may not add to."""
         case = self._writable(principal, case_id, unknown_hint=True, lock=False)
@@ -164,13 +177,12 @@ class CaseService:
         is taken back by its owner), else a newly allocated one. Runs inside the caller's write
         transaction."""
         if case_id is None:
-            case = self._allocate(principal)
-        else:
-            case = self._writable(principal, case_id, unknown_hint=True)
-            if case.state == CaseState.RELEASED:
-                if case.owner_id != principal.user_id:
-                    raise Forbidden("Case id was released by its owner")
-                case.state = CaseState.ALLOCATED
+            return self._allocate(principal)
+        case = self._writable(principal, case_id, unknown_hint=True)
+        if case.state == CaseState.RELEASED:
+            if case.owner_id != principal.user_id:
+                raise Forbidden("Case id was released by its owner")
+            case.state = CaseState.ALLOCATED
         return case.id
 
     # -- reading ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from allcare.services.access_log import record_access
@@ -67,7 +68,10 @@ class ImageService:
     def store(self, principal: Principal, case_id: int | None, photo: PhotoToStore) -> Image:
         upload = self.begin_upload(principal, case_id)
         self.write_blob(upload, photo.data)
-        return self.finish_upload(upload, principal, photo)
+        self.finish_upload(upload, principal, photo)
+        image = self.session.get(Image, upload.image_id)
+        assert image is not None, "committed above"
+        return image
 
     def begin_upload(self, principal: Principal, case_id: int | None) -> PendingUpload:
         """Claim the case and record the blob intent in one commit, before any file I/O."""
@@ -89,39 +93,42 @@ class ImageService:
 
     def finish_upload(
         self, upload: PendingUpload, principal: Principal, photo: PhotoToStore
-    ) -> Image:
+    ) -> None:
         """The row and the intent's removal commit together; on failure the blob goes again,
-        so there is never a row without its file, nor a visible half-written file."""
+        so there is never a row without its file, nor a visible half-written file. A Core
+        insert: this commit stands between the prediction and the app's answer."""
         blob = upload.blob
         assert blob is not None, "write_blob first"
         try:
             begin_write(self.session)
-            image = Image(
-                id=upload.image_id,
-                owner_id=principal.user_id,
-                case_id=upload.case_id,
-                blob_key=blob.key,
-                sha256=blob.sha256,
-                size_bytes=blob.size_bytes,
-                content_type=photo.content_type,
-                key_id=blob.key_id,
-                width=photo.width,
-                height=photo.height,
-                blur_score=photo.blur_score,
-                probabilities=self._seal_vector(
-                    photo.probabilities, f"image-probabilities:{upload.image_id}"
-                ),
-                embedding=self._seal_vector(photo.embedding, f"image-embedding:{upload.image_id}"),
-                model_version=photo.model_version,
+            self.session.execute(
+                insert(Image.__table__).values(
+                    id=upload.image_id,
+                    owner_id=principal.user_id,
+                    case_id=upload.case_id,
+                    blob_key=blob.key,
+                    sha256=blob.sha256,
+                    size_bytes=blob.size_bytes,
+                    content_type=photo.content_type,
+                    key_id=blob.key_id,
+                    width=photo.width,
+                    height=photo.height,
+                    blur_score=photo.blur_score,
+                    probabilities=self._seal_vector(
+                        photo.probabilities, f"image-probabilities:{upload.image_id}"
+                    ),
+                    embedding=self._seal_vector(
+                        photo.embedding, f"image-embedding:{upload.image_id}"
+                    ),
+                    model_version=photo.model_version,
+                )
             )
-            self.session.add(image)
             self._blobs.settle(self.session, blob.key)
             self.session.commit()
         except BaseException:
             self.session.rollback()
             self.abandon(upload)
             raise
-        return image
 
     def abandon(self, upload: PendingUpload) -> None:
         self._blobs.discard(upload.blob_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import uuid
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -72,9 +73,8 @@ class PhotoCheckService:
         case_id = parse_case_id(case_id_text) if case_id_text else None
         if self.engine.model is None:
             raise Unavailable(MODEL_NOT_LOADED)
-        photo = await self._checked(principal, data, None if predict_only else case_id)
+        photo, pending = await self._checked(principal, data, None if predict_only else case_id)
         sharp = photo.blur_score >= self.blur_threshold
-        pending = self._submit(photo)
         image_id, stored_case = str(uuid.uuid4()), case_id
         if sharp and not predict_only:
             prediction, upload = await anyio.to_thread.run_sync(
@@ -101,25 +101,36 @@ class PhotoCheckService:
 
     async def _checked(
         self, principal: Principal, data: bytes, target_case: int | None
-    ) -> CheckedPhoto:
+    ) -> tuple[CheckedPhoto, Future[Prediction]]:
         """Decode and check the photo while the database confirms the caller may add to the
-        target case; either refusal wins before any model work."""
+        target case; either refusal wins before any model work. The decode thread hands the
+        photo to the model itself, so inference starts without a hop through the event loop."""
         loop = asyncio.get_running_loop()
+        refused = threading.Event()
         # The request's context (its id on every log line) goes along to the decode thread.
         context = contextvars.copy_context()
         decoding = loop.run_in_executor(
-            self.decode_pool, context.run, check_photo, data, self.limits
+            self.decode_pool, context.run, self._decode_and_submit, data, refused
         )
-        if target_case is not None:
-            try:
-                await anyio.to_thread.run_sync(self._check_case, principal, target_case)
-            except BaseException:
-                decoding.add_done_callback(_discard_outcome)
-                raise
         try:
-            return await decoding
+            if target_case is not None:
+                await anyio.to_thread.run_sync(self._check_case, principal, target_case)
+            photo, pending = await decoding
         except PhotoRejected as exc:
             raise _REJECTION_ERRORS[exc.reason](exc.detail) from exc
+        except BaseException:
+            # Refused or cancelled: neither the photo's verdict nor its inference is needed.
+            refused.set()
+            decoding.add_done_callback(_discard_outcome)
+            raise
+        assert pending is not None, "only a refused request skips inference"
+        return photo, pending
+
+    def _decode_and_submit(
+        self, data: bytes, refused: threading.Event
+    ) -> tuple[CheckedPhoto, Future[Prediction] | None]:
+        photo = check_photo(data, self.limits)
+        return photo, None if refused.is_set() else self._submit(photo)
 
     def _submit(self, photo: CheckedPhoto) -> Future[Prediction]:
         try:
@@ -171,8 +182,8 @@ class PhotoCheckService:
             return prediction, upload
 
 
-def _discard_outcome(decoding: asyncio.Future[CheckedPhoto]) -> None:
-    """The case check already refused the request; the photo's own verdict is not needed."""
+def _discard_outcome(decoding: asyncio.Future[Any]) -> None:
+    """The request already failed; the photo's own verdict is not needed."""
     if not decoding.cancelled():
         decoding.exception()
 

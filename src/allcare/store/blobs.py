@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from allcare.store.crypto import Sealer
@@ -51,7 +51,7 @@ class BlobStore:
 
     def intend(self, session: Session, key: str) -> None:
         """Part of the caller's transaction, committed before the file is written."""
-        session.add(BlobIntent(key=key))
+        session.execute(insert(BlobIntent.__table__).values(key=key))
 
     def write(self, key: str, namespace: str, blob_id: str, data: bytes) -> StoredBlob:
         sealed = self._sealer.seal(data, f"{namespace}:{blob_id}")
@@ -65,7 +65,8 @@ class BlobStore:
 
     def settle(self, session: Session, key: str) -> None:
         """Part of the caller's transaction: once it commits, the blob is referenced for good."""
-        session.execute(delete(BlobIntent).where(BlobIntent.key == key))
+        intents = BlobIntent.__table__
+        session.execute(delete(intents).where(intents.c.key == key))
 
     def discard(self, key: str) -> None:
         """Undo a ``put`` whose referencing row was not committed."""

@@ -25,9 +25,9 @@ router = APIRouter(tags=["cases"])
 
 @router.post("/cases/next-id", response_model=CaseIdOut)
 def next_case_id(principal: PrincipalDep, cases: CasesDep, request: Request) -> CaseIdOut:
-    case = cases.allocate(principal)
-    note(request, resource=f"case:{case.id}", owner=case.owner_id)
-    return CaseIdOut(case_id=str(case.id))
+    case_id = cases.allocate(principal)
+    note(request, resource=f"case:{case_id}", owner=principal.user_id)
+    return CaseIdOut(case_id=str(case_id))
 
 
 @router.post("/cases/release-id", response_model=ReleaseIdOut, response_model_exclude_none=True)
