@@ -1,5 +1,6 @@
 import io
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -288,6 +289,22 @@ def test_thirty_megabytes_of_random_bytes_is_413(served: Api) -> None:
     response = upload(served.client, camera("gp1"), data)
     assert response.status_code == 413
     assert stored_counts(served) == (0, 0)
+
+
+def test_a_phone_sized_photo_never_touches_a_temp_file(
+    served: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part is kept in memory (the photo is read whole anyway): no temp-file spooling."""
+
+    def refuse(_self: object) -> None:
+        raise AssertionError("the upload was spooled to a temp file")
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", refuse)
+    photo = sharp_photo((2000, 1500))
+    assert len(photo) > 2 * 1024 * 1024
+    response = upload(served.client, camera("gp1"), photo)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "success"
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "I;16"])

@@ -158,7 +158,8 @@ class AccessWriter:
         try:
             with self._db.session() as session:
                 begin_write(session)
-                session.execute(insert(AccessEvent), rows)
+                # A Core insert: one of these follows every audited request.
+                session.execute(insert(AccessEvent.__table__), rows)
                 session.commit()
         except Exception as exc:
             self.failures += len(batch)
