@@ -4,6 +4,7 @@ data directory, and the restored clinic served again, on SQLite and on PostgreSQ
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -165,18 +166,40 @@ def test_restore_refuses_a_database_in_use(
     assert "not empty" in result.output
 
 
-def test_a_damaged_archive_is_refused_and_leaves_nothing_behind(
-    clinic: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target_url: str
-) -> None:
-    source = clinic.runtime.settings
-    archive, damaged = tmp_path / "clinic.zip", tmp_path / "damaged.zip"
-    assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
+def flip_a_photo_byte_in_place(archive: Path, damaged: Path) -> None:
+    """Damage the zip file itself: its own CRC no longer matches either."""
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as good:
+        item = next(i for i in good.infolist() if i.filename.startswith("files/blobs/"))
+    # The local file header: 30 bytes, then the name and the extra field, then the data.
+    header = item.header_offset
+    name_length, extra_length = struct.unpack("<HH", data[header + 26 : header + 30])
+    data[header + 30 + name_length + extra_length + item.file_size // 2] ^= 1
+    damaged.write_bytes(bytes(data))
+
+
+def change_a_photo_entry(archive: Path, damaged: Path) -> None:
+    """A well-formed zip whose photo no longer matches the manifest's sha256."""
     with zipfile.ZipFile(archive) as good, zipfile.ZipFile(damaged, "w") as bad:
         for item in good.infolist():
             data = good.read(item)
             if item.filename.startswith("files/blobs/"):
                 data = data[:-1] + bytes([data[-1] ^ 1])
             bad.writestr(item, data)
+
+
+@pytest.mark.parametrize("damage", [change_a_photo_entry, flip_a_photo_byte_in_place])
+def test_a_damaged_archive_is_refused_and_leaves_nothing_behind(
+    clinic: Api,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    target_url: str,
+    damage: Callable[[Path, Path], None],
+) -> None:
+    source = clinic.runtime.settings
+    archive, damaged = tmp_path / "clinic.zip", tmp_path / "damaged.zip"
+    assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
+    damage(archive, damaged)
     restored_settings = elsewhere(source, tmp_path / "restored", target_url)
     result = cli(monkeypatch, restored_settings, "restore", str(damaged))
     assert result.exit_code == 1

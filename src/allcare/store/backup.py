@@ -28,7 +28,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, DateTime, Integer, LargeBinary, Table, func, insert, select, text
 
-from allcare.store.blobs import write_atomically
+from allcare.store.blobs import atomic_writer
 from allcare.store.db import Database, begin_write, migration_config
 from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion
 
@@ -132,14 +132,10 @@ def _referenced_files(connection: Connection) -> Iterator[tuple[str, str]]:
 
 def _copy_in(source: Path, archive: zipfile.ZipFile, entry: str) -> str:
     """Photos and model weights do not compress; store them as they are."""
-    digest = hashlib.sha256()
     info = zipfile.ZipInfo(entry, date_time=datetime.now(UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
     with source.open("rb") as reader, archive.open(info, "w", force_zip64=True) as writer:
-        while chunk := reader.read(COPY_BUFFER):
-            digest.update(chunk)
-            writer.write(chunk)
-    return digest.hexdigest()
+        return _sha256(reader, copy_to=writer)
 
 
 def restore(db: Database, places: Places, archive_path: Path) -> Report:
@@ -199,20 +195,37 @@ def _prepare_empty_schema(db: Database, revision: str) -> None:
 
 
 def _extract(archive: zipfile.ZipFile, entry: str, digest: str, places: Places) -> Path:
+    """Streamed through a temp file in chunks: a model checkpoint is never held in memory."""
     _, name, key = entry.split("/", 2)
     root = places.root(name).resolve()
     target = (root / key).resolve()
     if not target.is_relative_to(root):
         raise BackupError(f"The backup names a file outside its folder: {entry!r}")
-    data = archive.read(entry)
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise BackupError(f"{entry} in the backup is damaged (sha256 differs)")
-    if target.exists():
-        if target.read_bytes() != data:
-            raise BackupError(f"{target} already exists with other content")
-        return target
-    write_atomically(target, data)
+    damaged = BackupError(f"{entry} in the backup is damaged (sha256 differs)")
+    try:
+        if target.exists():
+            with archive.open(entry) as source:
+                if _sha256(source) != digest:
+                    raise damaged
+            with target.open("rb") as existing:
+                if _sha256(existing) != digest:
+                    raise BackupError(f"{target} already exists with other content")
+            return target
+        with archive.open(entry) as source, atomic_writer(target) as handle:
+            if _sha256(source, copy_to=handle) != digest:
+                raise damaged
+    except zipfile.BadZipFile as exc:
+        raise BackupError(f"{entry} in the backup is damaged ({exc})") from exc
     return target
+
+
+def _sha256(source: IO[bytes], copy_to: IO[bytes] | None = None) -> str:
+    digest = hashlib.sha256()
+    while chunk := source.read(COPY_BUFFER):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest()
 
 
 def _load_rows(db: Database, archive: zipfile.ZipFile, expected: dict[str, int]) -> dict[str, int]:

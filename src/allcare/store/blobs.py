@@ -14,8 +14,11 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -101,12 +104,19 @@ class BlobStore:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """A reader sees the whole file or none of it, also after a power cut."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+    """A file written through the handle appears whole under ``path`` or not at all, also after
+    a power cut: an exception inside the block leaves nothing behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
