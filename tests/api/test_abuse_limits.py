@@ -1,17 +1,22 @@
 """Login throttling, the upload rate and the security headers, through the HTTP API."""
 
+import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allcare.core.config import Settings
+from allcare.core.passwords import hash_password
 from allcare.services import users as accounts
-from allcare.store.models import AccessEvent
+from allcare.store.models import AccessEvent, User
 from tests.api.test_check_image import camera, stored_counts, upload
-from tests.conftest import PASSWORD, Api
+from tests.conftest import PASSWORD, Api, live_server
 from tests.models import tiny_torchscript
 
 
@@ -110,9 +115,9 @@ def test_a_login_holds_no_database_connection_while_bcrypt_runs(
     checked_out: list[int] = []
     real_verify = accounts.verify_password
 
-    def verify(password: str, password_hash: str | None) -> bool:
+    def verify(password: str, password_hash: str | None, legacy: bool = False) -> bool:
         checked_out.append(api.runtime.db.engine.pool.checkedout())
-        return real_verify(password, password_hash)
+        return real_verify(password, password_hash, legacy)
 
     monkeypatch.setattr(accounts, "verify_password", verify)
     assert login(api, "gp1", PASSWORD).status_code == 200
@@ -166,3 +171,62 @@ def test_forwarded_headers_are_ignored_unless_the_proxy_is_trusted(api: Api) -> 
     )
     with api.runtime.db.session() as session:
         assert session.scalars(select(AccessEvent.client)).all() == ["testclient"]
+
+
+def add_costly_account(api: Api, user_id: str) -> None:
+    """A production-cost bcrypt hash (a quarter second a check), so a burst really queues."""
+    with api.runtime.db.session() as session:
+        session.add(User(id=user_id, password_hash=hash_password(PASSWORD), role="gp"))
+        session.commit()
+
+
+def timed_login(url: str, username: str, password: str, address: str) -> tuple[int, float]:
+    started = time.monotonic()
+    response = httpx.post(
+        f"{url}/auth/login",
+        json={"username": username, "password": password},
+        headers={"X-Forwarded-For": address},
+        timeout=60,
+    )
+    return response.status_code, time.monotonic() - started
+
+
+def test_a_parallel_burst_of_guesses_cannot_outrun_the_account_limit(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    """60 wrong guesses at once from 60 addresses: only LOGIN_MAX_FAILURES of them are checked;
+    the right password sent while they are being checked is refused at once."""
+    api = make_api(make_settings(login_max_failures=5, forwarded_allow_ips="127.0.0.1"))
+    add_costly_account(api, "gp1")
+    with live_server(api.client.app) as url, ThreadPoolExecutor(61) as pool:
+        guesses = [
+            pool.submit(timed_login, url, "gp1", f"guess-{n}", f"10.0.1.{n}") for n in range(60)
+        ]
+        time.sleep(0.3)  # the burst is admitted and queued for bcrypt
+        status, seconds = timed_login(url, "gp1", PASSWORD, "10.0.9.9")
+        outcomes = Counter(future.result()[0] for future in guesses)
+    assert outcomes == {401: 5, 429: 55}
+    assert status == 429
+    assert seconds < 3.0  # not queued behind the 60 checks (7.5 s of bcrypt on two cores)
+
+
+def test_a_burst_from_one_address_does_not_delay_a_login_from_another(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    """Password checks take turns between addresses: a GP's login waits for one turn, not for
+    the whole queue that one address filled with bogus logins."""
+    api = make_api(
+        make_settings(login_max_failures_per_address=40, forwarded_allow_ips="127.0.0.1")
+    )
+    add_costly_account(api, "gp1")
+    with live_server(api.client.app) as url, ThreadPoolExecutor(41) as pool:
+        bogus = [
+            pool.submit(timed_login, url, f"nobody{n}", "wrong-guess", "10.6.6.6")
+            for n in range(40)
+        ]
+        time.sleep(0.3)
+        status, seconds = timed_login(url, "gp1", PASSWORD, "10.0.0.7")
+        slowest_bogus = max(future.result()[1] for future in bogus)
+    assert status == 200
+    assert seconds < 2.0, f"the GP waited {seconds:.1f} s behind the burst"
+    assert slowest_bogus > 2 * seconds  # the burst really queued

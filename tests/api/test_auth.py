@@ -1,12 +1,16 @@
+import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
+import bcrypt
 import jwt
 import pytest
 
 from allcare.core.config import Settings
 from allcare.core.tokens import TokenCodec
 from allcare.services import users as accounts
+from allcare.store.models import User
 from tests.conftest import PASSWORD, TEST_JWT_SECRET, Api
 
 
@@ -171,3 +175,36 @@ def test_cors_follows_allowed_origins(
     assert allowed.headers["access-control-allow-origin"] == "https://clinic.example"
     other = api.client.options("/cases", headers={"Origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_suffix_after_bcrypts_72_bytes_does_not_log_in(api: Api) -> None:
+    """bcrypt reads 72 bytes; a password set here is at most that long, so anything longer
+    is wrong, not truncated into the right one."""
+    password = "p" * 72
+    with api.runtime.db.session() as session:
+        accounts.create_user(session, "gp1", password, "gp")
+    assert login(api, "gp1", password).status_code == 200
+    assert login(api, "gp1", password + "anything").status_code == 401
+
+
+def test_a_legacy_hash_keeps_the_old_servers_truncation(api: Api, tmp_path: Path) -> None:
+    """The old server's bcrypt hashed only the first 72 bytes of a longer password; its users
+    type the whole password and must still get in, until they set a new one here."""
+    password = "q" * 72 + "-typed-in-full"
+    legacy_hash = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(4)).decode()
+    users_file = tmp_path / "users.json"
+    users_file.write_text(
+        json.dumps({"old1": {"password_hash": legacy_hash, "role": "gp"}}), encoding="utf-8"
+    )
+    with api.runtime.db.session() as session:
+        accounts.import_legacy_users(session, users_file)
+    assert login(api, "old1", password).status_code == 200
+    with api.runtime.db.session() as session:
+        accounts.reset_password(session, "old1", "a-new-password")
+    assert login(api, "old1", "a-new-password").status_code == 200
+    with api.runtime.db.session() as session:
+        assert not session.get(User, "old1").legacy_password  # type: ignore[union-attr]
+
+
+def login(api: Api, username: str, password: str):
+    return api.client.post("/auth/login", json={"username": username, "password": password})

@@ -16,8 +16,8 @@ def test_failures_refuse_after_the_limit_until_the_oldest_leaves_the_window() ->
     clock = Clock()
     throttle = FailureThrottle(limit=3, window_s=60, clock=clock)
     for _ in range(3):
-        assert throttle.retry_after("alice") is None
-        throttle.failed("alice")
+        assert throttle.admit("alice") is None
+        throttle.settle("alice", failed=True)
         clock.now += 10
     assert throttle.retry_after("alice") == 30  # the first failure leaves the window at +60
     assert throttle.retry_after("bob") is None
@@ -27,37 +27,68 @@ def test_failures_refuse_after_the_limit_until_the_oldest_leaves_the_window() ->
 
 def test_clearing_a_key_forgets_its_failures() -> None:
     throttle = FailureThrottle(limit=1, window_s=60, clock=Clock())
-    throttle.failed("alice")
+    assert throttle.admit("alice") is None
+    throttle.settle("alice", failed=True)
     assert throttle.retry_after("alice") == 60
     throttle.clear("alice")
     assert throttle.retry_after("alice") is None
 
 
+def fail(throttle: LoginThrottle, username: str, address: str) -> None:
+    with throttle.begin(username, address) as attempt:
+        attempt.failed()
+
+
 def test_login_throttle_counts_per_user_and_per_address() -> None:
     clock = Clock()
     throttle = LoginThrottle(per_user=2, per_address=3, window_s=100, clock=clock)
-    throttle.failed("alice", "10.0.0.1")
-    throttle.failed("alice", "10.0.0.2")
+    fail(throttle, "alice", "10.0.0.1")
+    fail(throttle, "alice", "10.0.0.2")
     with pytest.raises(TooManyRequests) as refused:
-        throttle.check("alice", "10.0.0.9")
+        throttle.begin("alice", "10.0.0.9")
     assert refused.value.retry_after == 100
-    throttle.check("bob", "10.0.0.9")
-    throttle.failed("bob", "10.0.0.9")
-    throttle.failed("carol", "10.0.0.9")
-    throttle.failed("dave", "10.0.0.9")
+    fail(throttle, "bob", "10.0.0.9")
+    fail(throttle, "carol", "10.0.0.9")
+    fail(throttle, "dave", "10.0.0.9")
     with pytest.raises(TooManyRequests):
-        throttle.check("erin", "10.0.0.9")  # a new name from an address that tried too many
-    throttle.check("erin", "10.0.0.3")
+        throttle.begin("erin", "10.0.0.9")  # a new name from an address that tried too many
+    with throttle.begin("erin", "10.0.0.3"):
+        pass
 
 
 def test_a_success_clears_the_user_but_not_the_address() -> None:
     throttle = LoginThrottle(per_user=2, per_address=2, window_s=100, clock=Clock())
-    throttle.failed("alice", "10.0.0.1")
-    throttle.succeeded("alice")
-    throttle.failed("alice", "10.0.0.1")
+    fail(throttle, "alice", "10.0.0.1")
+    with throttle.begin("alice", "10.0.0.1") as attempt:
+        attempt.succeeded()
+    fail(throttle, "alice", "10.0.0.1")
     with pytest.raises(TooManyRequests):
-        throttle.check("alice", "10.0.0.1")
-    throttle.check("alice", "10.0.0.2")
+        throttle.begin("alice", "10.0.0.1")
+    with throttle.begin("alice", "10.0.0.2"):
+        pass
+
+
+def test_attempts_being_checked_count_against_the_limit() -> None:
+    """A parallel burst: the limit is reached by admitted attempts, before any has failed."""
+    throttle = LoginThrottle(per_user=3, per_address=100, window_s=100, clock=Clock())
+    admitted = [throttle.begin("alice", f"10.0.0.{n}") for n in range(3)]
+    with pytest.raises(TooManyRequests):
+        throttle.begin("alice", "10.0.0.99")  # the right password would be refused too
+    for attempt in admitted:
+        attempt.__exit__(None, None, None)  # ended without a verdict (an error): not failures
+    with throttle.begin("alice", "10.0.0.99") as attempt:
+        attempt.succeeded()
+
+
+def test_a_refused_address_leaves_nothing_pending_for_the_user() -> None:
+    throttle = LoginThrottle(per_user=2, per_address=1, window_s=100, clock=Clock())
+    fail(throttle, "bob", "10.0.0.1")
+    for _ in range(5):
+        with pytest.raises(TooManyRequests):
+            throttle.begin("alice", "10.0.0.1")
+    for _ in range(2):
+        with throttle.begin("alice", "10.0.0.2"):
+            pass
 
 
 def test_rate_limit_allows_a_burst_then_refills_at_the_rate() -> None:
@@ -78,5 +109,7 @@ def test_checking_a_key_that_never_failed_remembers_nothing() -> None:
     """Every login checks its username first; guesses of random names must not pile up."""
     throttle = FailureThrottle(limit=3, window_s=60, clock=Clock())
     for n in range(100):
-        assert throttle.retry_after(f"nobody{n}") is None
+        assert throttle.admit(f"nobody{n}") is None
+        throttle.settle(f"nobody{n}", failed=False)
     assert len(throttle._failures) == 0
+    assert len(throttle._pending) == 0

@@ -27,9 +27,14 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
 
 
-def verify_password(password: str, password_hash: str | None) -> bool:
-    """Constant-cost check; legacy bcrypt silently used only the first 72 bytes, so we do too."""
-    candidate = password.encode()[:BCRYPT_MAX_BYTES]
+def verify_password(password: str, password_hash: str | None, legacy: bool = False) -> bool:
+    """Constant-cost check. bcrypt reads at most 72 bytes: a longer password can never be one
+    set here, so it fails (else any suffix after byte 72 would log in), except against a
+    ``legacy`` hash, made by the old server whose bcrypt silently used the first 72 bytes."""
+    encoded = password.encode("utf-8", "surrogatepass")
+    candidate = encoded[:BCRYPT_MAX_BYTES]
+    if len(encoded) > BCRYPT_MAX_BYTES and not legacy:
+        password_hash = None  # the same cost as a wrong password
     if password_hash is None:
         bcrypt.checkpw(candidate, _DUMMY_HASH)
         return False

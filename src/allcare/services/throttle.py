@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 
 from allcare.services.errors import TooManyRequests
@@ -19,7 +19,11 @@ MAX_KEYS = 100_000  # beyond this the least recently seen keys are forgotten
 
 class FailureThrottle:
     """A key with ``limit`` failures inside ``window_s`` is refused until the oldest of them
-    leaves the window (a sliding window: no reset a bot could wait for)."""
+    leaves the window (a sliding window: no reset a bot could wait for).
+
+    Attempts still being checked count as failures until they are settled: a burst of
+    parallel guesses is admitted only up to the limit, however long the password check takes.
+    """
 
     def __init__(
         self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
@@ -28,25 +32,47 @@ class FailureThrottle:
         self.window_s = window_s
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def retry_after(self, key: str) -> int | None:
         with self._lock:
-            failures = self._recent(key) if key in self._failures else ()
-            if len(failures) < self.limit:
-                return None
-            return max(1, math.ceil(failures[0] + self.window_s - self._clock()))
+            return self._retry_after(key)
 
-    def failed(self, key: str) -> None:
+    def admit(self, key: str) -> int | None:
+        """None, with one attempt pending for ``key``, or the seconds to wait (nothing pending)."""
         with self._lock:
-            self._recent(key).append(self._clock())
-            self._failures.move_to_end(key)
-            while len(self._failures) > MAX_KEYS:
-                self._failures.popitem(last=False)
+            wait = self._retry_after(key)
+            if wait is None:
+                self._pending[key] += 1
+            return wait
+
+    def settle(self, key: str, *, failed: bool) -> None:
+        """An admitted attempt ended: a failure is remembered, anything else only un-pends."""
+        with self._lock:
+            self._pending[key] -= 1
+            if self._pending[key] <= 0:
+                del self._pending[key]
+            if failed:
+                self._record(key)
 
     def clear(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+    def _retry_after(self, key: str) -> int | None:
+        failures = self._recent(key) if key in self._failures else ()
+        if len(failures) + self._pending[key] < self.limit:
+            return None
+        if len(failures) < self.limit:  # full only with attempts still being checked
+            return max(1, math.ceil(self.window_s))
+        return max(1, math.ceil(failures[0] + self.window_s - self._clock()))
+
+    def _record(self, key: str) -> None:
+        self._recent(key).append(self._clock())
+        self._failures.move_to_end(key)
+        while len(self._failures) > MAX_KEYS:
+            self._failures.popitem(last=False)
 
     def _recent(self, key: str) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
@@ -94,7 +120,8 @@ class RateLimit:
 class LoginThrottle:
     """Failed logins counted per username (guessing one account's password) and per client
     address (trying many accounts). Either over its limit refuses every attempt, a right
-    password included, until the window has moved past the oldest failure."""
+    password included, until the window has moved past the oldest failure. An attempt counts
+    from the moment it is admitted, before its password is checked."""
 
     def __init__(
         self,
@@ -106,21 +133,55 @@ class LoginThrottle:
         self._users = FailureThrottle(per_user, window_s, clock)
         self._addresses = FailureThrottle(per_address, window_s, clock)
 
-    def check(self, username: str, address: str | None) -> None:
-        waits = [self._users.retry_after(username[:128])]
-        if address:
-            waits.append(self._addresses.retry_after(address))
-        wait = max((w for w in waits if w is not None), default=None)
+    def begin(self, username: str, address: str | None) -> LoginAttempt:
+        """Admit one attempt (pending on both counts) or raise 429 without admitting it."""
+        user_key = username[:128]
+        wait = self._users.admit(user_key)
+        if wait is None and address:
+            wait = self._addresses.admit(address)
+            if wait is not None:
+                self._users.settle(user_key, failed=False)
         if wait is not None:
             raise TooManyRequests(
                 f"Too many failed login attempts; retry in {wait} s", retry_after=wait
             )
+        return LoginAttempt(self, user_key, address)
 
-    def failed(self, username: str, address: str | None) -> None:
-        self._users.failed(username[:128])
+    def _settle(self, user_key: str, address: str | None, *, failed: bool) -> None:
+        self._users.settle(user_key, failed=failed)
         if address:
-            self._addresses.failed(address)
+            self._addresses.settle(address, failed=failed)
 
-    def succeeded(self, username: str) -> None:
+    def _forget_user(self, user_key: str) -> None:
+        self._users.clear(user_key)
+
+
+class LoginAttempt:
+    """One admitted login; ends as a failure, a success, or (an error, a cancelled request)
+    neither. As a context manager it always ends, so nothing stays pending."""
+
+    def __init__(self, throttle: LoginThrottle, user_key: str, address: str | None) -> None:
+        self._throttle = throttle
+        self._user_key = user_key
+        self._address = address
+        self._open = True
+
+    def failed(self) -> None:
+        self._end(failed=True)
+
+    def succeeded(self) -> None:
         """A right password forgets the account's failures (not the address's)."""
-        self._users.clear(username[:128])
+        self._end(failed=False)
+        self._throttle._forget_user(self._user_key)
+
+    def __enter__(self) -> LoginAttempt:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._open:
+            self._end(failed=False)
+
+    def _end(self, *, failed: bool) -> None:
+        if self._open:
+            self._open = False
+            self._throttle._settle(self._user_key, self._address, failed=failed)

@@ -11,6 +11,7 @@ import anyio.to_thread
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from allcare.core.fair_limiter import FairLimiter
 from allcare.core.passwords import hash_password, is_bcrypt_hash, verify_password
 from allcare.services.errors import Conflict, InvalidInput, NotFound
 from allcare.services.principal import Role, is_valid_user_id
@@ -25,19 +26,22 @@ class Authenticator:
 
     A quarter second of bcrypt per login is the point, but a storm of logins (every phone of a
     clinic in the morning) sharing the cores would make all of them miss the app's 10 s timeout
-    together; waiting in turn (first come, first served) lets most finish in time. Waiting holds
-    neither a thread nor a database connection.
+    together; waiting in turn lets most finish in time. The turns go round the client addresses
+    (FairLimiter), so one address's burst of bogus logins never queues ahead of another
+    address's login. Waiting holds neither a thread nor a database connection.
     """
 
     def __init__(self, db: Database, parallel: int) -> None:
         self._db = db
-        self._checks = anyio.CapacityLimiter(parallel)
+        self._checks = FairLimiter(parallel)
 
-    async def authenticate(self, username: str, password: str) -> User | None:
+    async def authenticate(self, username: str, password: str, address: str | None) -> User | None:
         """The enabled user with this password, or None; costs one bcrypt check either way."""
         user = await anyio.to_thread.run_sync(self._find, username)
         hashed = user.password_hash if user else None
-        ok = await anyio.to_thread.run_sync(verify_password, password, hashed, limiter=self._checks)
+        truncate = user is not None and user.legacy_password
+        async with self._checks.slot(address or ""):
+            ok = await anyio.to_thread.run_sync(verify_password, password, hashed, truncate)
         if user is None or not ok or user.disabled:
             return None
         return user
@@ -114,6 +118,7 @@ def set_role(session: Session, user_id: str, role: str) -> User:
 def reset_password(session: Session, user_id: str, password: str) -> User:
     user = _existing(session, user_id)
     user.password_hash = hash_password(password)
+    user.legacy_password = False
     user.credentials_changed_at = utcnow()
     session.commit()
     return user
@@ -177,6 +182,7 @@ def import_legacy_users(session: Session, path: Path, *, commit: bool = True) ->
             User(
                 id=user_id,
                 password_hash=entry["password_hash"],
+                legacy_password=True,
                 role=role_text,
                 first_name=str(entry.get("first_name") or ""),
                 last_name=str(entry.get("last_name") or ""),

@@ -58,6 +58,8 @@ class User(Base):
     last_name: Mapped[str] = mapped_column(String(100), default="")
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(default=False)
+    # The hash came from the legacy server, whose bcrypt used only a password's first 72 bytes.
+    legacy_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Tokens issued before this instant are refused (password reset, role change, disable).
     credentials_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

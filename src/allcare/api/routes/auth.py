@@ -14,16 +14,17 @@ router = APIRouter(tags=["auth"])
 @router.post("/auth/login", response_model=LoginOut)
 async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOut:
     """Every attempt is audited with the username tried (never the password); repeated
-    failures per username or per client address answer 429 with Retry-After."""
+    failures per username or per client address answer 429 with Retry-After. An attempt counts
+    as soon as it is admitted, so a parallel burst cannot outrun the limit."""
     request.state.audit_actor = body.username
     note(request, resource=f"user:{body.username if is_valid_user_id(body.username) else '?'}")
     address = request.client.host if request.client else None
-    runtime.login_throttle.check(body.username, address)
-    user = await runtime.authenticator.authenticate(body.username, body.password)
-    if user is None:
-        runtime.login_throttle.failed(body.username, address)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
-    runtime.login_throttle.succeeded(body.username)
+    with runtime.login_throttle.begin(body.username, address) as attempt:
+        user = await runtime.authenticator.authenticate(body.username, body.password, address)
+        if user is None:
+            attempt.failed()
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid username or password")
+        attempt.succeeded()
     token = runtime.tokens.issue(
         subject=user.id,
         role=user.role,
