@@ -308,15 +308,52 @@ def test_gps_never_see_or_change_each_others_cases(api: Api) -> None:
         assert seen["user_id"] == "gp1"
 
 
-def test_doctor_decision_on_a_gp_case_keeps_the_owner(api: Api) -> None:
+def test_doctors_cannot_overwrite_a_gps_record_and_a_refusal_changes_nothing(api: Api) -> None:
+    """Contract 1.3: changes to another user's case are admin-only; doctors label instead."""
     api.add_user("gp1", "gp")
     api.add_user("doc", "doctor")
     gp1 = api.as_user("gp1")
     case_id = gp1.post("/cases/next-id").json()["case_id"]
-    gp1.post("/cases", json=app_decision(case_id, status="pending"))
+    gp1.post("/cases", json=app_decision(case_id, status="pending", notes="the GP's note"))
+    [before] = gp1.get("/cases").json()["cases"]
     doctor = api.as_user("doc")
-    assert doctor.put(f"/cases/{case_id}", json={"notes": "reviewed"}).status_code == 200
+    attempts = [
+        doctor.put(f"/cases/{case_id}", json={"notes": "reviewed"}),
+        doctor.post("/cases", json={"case_id": case_id, "status": "Confirmed"}),
+        doctor.post("/cases/uncertain", json={"case_id": case_id}),
+        doctor.post("/cases/reject", json={"case_id": case_id, "notes": "no"}),
+    ]
+    for response in attempts:
+        assert response.status_code == 403, response.text
+        assert "admin" in response.json()["detail"]
+    assert gp1.get("/cases").json()["cases"] == [before]
+    assert doctor.post(f"/cases/{case_id}/label", json={"correct_label": "nv"}).status_code == 200
+
+
+def test_an_admin_may_edit_any_case_and_the_owner_stays(api: Api) -> None:
+    api.add_user("gp1", "gp")
+    api.add_user("boss", "admin")
+    gp1 = api.as_user("gp1")
+    case_id = gp1.post("/cases/next-id").json()["case_id"]
+    gp1.post("/cases", json=app_decision(case_id, status="pending"))
+    admin = api.as_user("boss")
+    assert admin.put(f"/cases/{case_id}", json={"notes": "corrected"}).status_code == 200
     [record] = gp1.get("/cases").json()["cases"]
     assert record["user_id"] == "gp1"
     assert record["user_role"] == "gp"
-    assert record["notes"] == "reviewed"
+    assert record["notes"] == "corrected"
+
+
+def test_unknown_and_not_yours_get_the_same_answer(api: Api) -> None:
+    api.add_user("gp1", "gp")
+    api.add_user("gp2", "gp")
+    theirs = api.as_user("gp2").post("/cases/next-id").json()["case_id"]
+    gp1 = api.as_user("gp1")
+    for body_id in (theirs, "987654"):
+        decided = gp1.post("/cases", json=app_decision(body_id))
+        edited = gp1.put(f"/cases/{body_id}", json={"notes": "x"})
+        assert (decided.status_code, decided.json()) == (
+            404,
+            {"detail": "Unknown case_id; request one from POST /cases/next-id"},
+        )
+        assert (edited.status_code, edited.json()) == (404, {"detail": "Case not found"})

@@ -244,6 +244,40 @@ def test_a_header_claiming_admin_gets_a_gp_nothing_more(served: Api) -> None:
     assert own.json()["user_role"] == "gp"
 
 
+def test_the_camera_header_only_adds_photos_to_the_gps_own_cases(served: Api) -> None:
+    """With no credentials, X-User-Id names a GP; naming a doctor or admin (who could reach
+    everybody's cases) is refused, and another GP's case is unknown, as to any stranger."""
+    served.add_user("doc", "doctor")
+    served.add_user("boss", "admin")
+    gp2_case = served.as_user("gp2").post("/cases/next-id").json()["case_id"]
+    for reviewer in ("doc", "boss"):
+        refused = upload(served.client, camera(reviewer), case_id=gp2_case)
+        assert refused.status_code == 401
+        assert "GP accounts only" in refused.json()["detail"]
+    stranger = upload(served.client, camera("gp1"), case_id=gp2_case)
+    assert stranger.status_code == 404
+    assert stranger.json() == {"detail": "Unknown case_id; request one from POST /cases/next-id"}
+    assert stored_counts(served) == (0, 1)
+    own = upload(served.client, camera("gp2"), case_id=gp2_case)
+    assert own.status_code == 200
+    assert own.json()["case_id"] == gp2_case
+
+
+def test_a_signed_in_doctor_cannot_attach_photos_to_a_gps_case(served: Api) -> None:
+    served.add_user("doc", "doctor")
+    served.add_user("boss", "admin")
+    gp2_case = served.as_user("gp2").post("/cases/next-id").json()["case_id"]
+    refused = upload(served.client, served.headers("doc"), case_id=gp2_case)
+    assert refused.status_code == 403
+    assert stored_counts(served) == (0, 1)
+    # Prediction only changes nothing, so a reviewer may still re-classify a case's photo.
+    checked = upload(served.client, served.headers("doc"), case_id=gp2_case, predict_only="true")
+    assert checked.status_code == 200
+    admin = upload(served.client, served.headers("boss"), case_id=gp2_case)
+    assert admin.status_code == 200
+    assert stored_counts(served) == (1, 1)
+
+
 def test_unknown_case_is_refused_before_any_image_work(served: Api) -> None:
     response = upload(served.client, camera("gp1"), case_id="99999")
     assert response.status_code == 404

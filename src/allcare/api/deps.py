@@ -24,6 +24,10 @@ from allcare.store.models import User
 
 BEARER = {"WWW-Authenticate": "Bearer"}
 _LEGACY_ID_CHARS = re.compile(r"[^\w-]")
+LEGACY_GP_ONLY = (
+    "X-User-Id is accepted for GP accounts only; doctors and admins send a token "
+    "from POST /auth/login"
+)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -131,8 +135,10 @@ def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep
 async def camera_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """JWT, or the legacy X-User-Id header the camera screen sends instead of a token.
 
-    The header only names an existing, enabled user; the role always comes from the database and
-    X-User-Role is ignored, so claiming ``admin`` in a header gains nothing. The upload route
+    The header only names an existing, enabled GP account (the app's camera screen is the GP's;
+    a doctor's or admin's id is refused, as their accounts can reach other users' data); the
+    role always comes from the database and X-User-Role is ignored. Such a principal only ever
+    reaches its own cases (``Principal.sees_all_cases``). The upload route
     needs no request session, so the lookup takes one worker-thread hop with its own short one.
     """
     principal = await anyio.to_thread.run_sync(_camera_lookup, request.headers, runtime)
@@ -155,6 +161,8 @@ def _camera_lookup(headers: Headers, runtime: Runtime) -> Principal:
         user = active_user(session, user_id)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
+        if user.role != Role.GP:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, LEGACY_GP_ONLY, headers=BEARER)
         return _principal(session, user, AuthMethod.LEGACY_HEADERS)
 
 

@@ -20,6 +20,12 @@ from allcare.store.models import Case, CaseDecision, Image
 
 MAX_CASE_ID_DIGITS = 15
 CASE_NOT_FOUND = "Case not found"
+# Where a caller names a case to add to: the same answer whether it does not exist or is not
+# theirs, so the answer never tells one from the other.
+UNKNOWN_CASE_ID = "Unknown case_id; request one from POST /cases/next-id"
+NOT_YOURS_TO_CHANGE = (
+    "Only the case's owner or an admin may change a case; doctors label and annotate it"
+)
 
 
 class CaseState(StrEnum):
@@ -108,7 +114,7 @@ class CaseService:
         begin_write(self.session)
         now = now_utc()
         if case_id is not None:
-            case = self._writable(principal, case_id, unknown_hint=True)
+            case = self._writable(principal, case_id, missing=UNKNOWN_CASE_ID)
         else:
             case = self._allocated(principal)
         if not fields.get("created_at"):
@@ -131,7 +137,7 @@ class CaseService:
         if not changes:
             raise InvalidInput("No fields to update")
         begin_write(self.session)
-        case = self._writable(principal, case_id)
+        case = self._writable(principal, case_id, missing=CASE_NOT_FOUND)
         if case.state != CaseState.DECIDED:
             raise NotFound(CASE_NOT_FOUND)
         if principal.role == Role.ADMIN and owner_hint and owner_hint != case.owner_id:
@@ -153,23 +159,21 @@ class CaseService:
 
     def check_photo_target(self, principal: Principal, case_id: int) -> None:
         """Read-only: refuse early, before any image work, a case the caller may not add to."""
-        case = self._writable(principal, case_id, unknown_hint=True, lock=False)
+        case = self._writable(principal, case_id, missing=UNKNOWN_CASE_ID, lock=False)
         if case.state == CaseState.RELEASED and case.owner_id != principal.user_id:
             raise Forbidden("Case id was released by its owner")
         self.session.rollback()
 
     def _writable(
-        self, principal: Principal, case_id: int, *, unknown_hint: bool = False, lock: bool = True
+        self, principal: Principal, case_id: int, *, missing: str, lock: bool = True
     ) -> Case:
+        """The case, if the caller may change it. A case the caller may not even see answers
+        ``missing`` exactly as one that does not exist; a reviewer who sees it gets 403."""
         case = self.session.get(Case, case_id, with_for_update=lock)
-        if case is None:
-            raise NotFound(
-                "Unknown case_id; request one from POST /cases/next-id"
-                if unknown_hint
-                else CASE_NOT_FOUND
-            )
-        if not principal.sees_all_cases and case.owner_id != principal.user_id:
-            raise NotFound(CASE_NOT_FOUND)
+        if case is None or not (principal.sees_all_cases or case.owner_id == principal.user_id):
+            raise NotFound(missing)
+        if not principal.may_change(case.owner_id):
+            raise Forbidden(NOT_YOURS_TO_CHANGE)
         return case
 
     def claim_for_photo(self, principal: Principal, case_id: int | None) -> int:
@@ -178,7 +182,7 @@ class CaseService:
         transaction."""
         if case_id is None:
             return self._allocate(principal)
-        case = self._writable(principal, case_id, unknown_hint=True)
+        case = self._writable(principal, case_id, missing=UNKNOWN_CASE_ID)
         if case.state == CaseState.RELEASED:
             if case.owner_id != principal.user_id:
                 raise Forbidden("Case id was released by its owner")

@@ -30,8 +30,16 @@ class Principal:
 
     @property
     def sees_all_cases(self) -> bool:
-        """Doctors and admins review every GP's cases; a GP only ever sees their own."""
-        return self.role in (Role.DOCTOR, Role.ADMIN)
+        """Doctors and admins review every GP's cases; a GP only ever sees their own, and the
+        camera's header identity (no credentials) only ever reaches its own cases."""
+        return self.method == AuthMethod.TOKEN and self.role in (Role.DOCTOR, Role.ADMIN)
+
+    def may_change(self, owner_id: str) -> bool:
+        """Contract 1.3: a case is changed by its owner, or by a signed-in admin; reviewers act
+        through labels and annotations, never by replacing the GP's decision."""
+        return owner_id == self.user_id or (
+            self.method == AuthMethod.TOKEN and self.role == Role.ADMIN
+        )
 
 
 def is_valid_user_id(value: str) -> bool:
