@@ -30,6 +30,7 @@ PASSWORD = "correct-horse-1"
 # A real bcrypt hash at low cost: fast tests, the same verification path as production hashes.
 _FAST_HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+ENCRYPTION_KEY = "q1bYBCpY7l2SEqSDcLYtKtpi7lrvSUPkwwGtbkTqq4k="
 
 
 @pytest.fixture(scope="session")
@@ -195,3 +196,7 @@ def live_server(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# The fixture lives with the helper it builds; importing it here makes it every test's.
+from tests.servers import make_server  # noqa: E402, F401

@@ -8,12 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,87 +21,12 @@ from allcare.core.config import Settings
 from allcare.runtime import Runtime
 from allcare.store.blobs import TEMP_SUFFIX
 from allcare.store.models import BlobIntent, Case, Image, ModelVersion
-from tests.api.test_check_image import sharp_photo
-from tests.conftest import PASSWORD, TEST_JWT_SECRET, add_account, stop_training_workers
 from tests.learning import TRAINING, labelled_cases, mobilenet_checkpoint
 from tests.models import tiny_torchscript
-from tests.ports import free_port
+from tests.photos import sharp_photo
+from tests.servers import Server
 
 UPLOADERS = 8
-
-
-@dataclass
-class Server:
-    """``allcare serve`` in a child process, started again on the same data after a kill."""
-
-    env: dict[str, str]
-    url: str = ""
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = self.env | {"BACKSERVER_HOST": "127.0.0.1", "BACKSERVER_PORT": str(port)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "allcare", "serve"], env=env, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited during start-up"
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        assert self.process.wait(timeout=30) == -signal.SIGKILL
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-    def client(self, user_id: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=60)
-        login = client.post("/auth/login", json={"username": user_id, "password": PASSWORD})
-        client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        return client
-
-
-@pytest.fixture
-def make_server(settings: Settings) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def build(model: Path, users: dict[str, str], **extra: str) -> Server:
-        db, _ = Runtime.open_store(settings)
-        try:
-            for user_id, role in users.items():
-                add_account(db, user_id, role)
-        finally:
-            db.dispose()
-        env = {
-            **os.environ,
-            "STORAGE_ROOT": str(settings.storage_root),
-            "DATABASE_URL": settings.sqlalchemy_url,
-            "JWT_SECRET_KEY": TEST_JWT_SECRET,
-            "MODEL_PATH": str(model),
-            "INFERENCE_RUNTIME": "torch",
-            "UPLOAD_RATE_PER_MINUTE": "100000",
-            "LOG_LEVEL": "warning",
-            **extra,
-        }
-        servers.append(Server(env))
-        return servers[-1]
-
-    yield build
-    for server in servers:
-        server.stop()
-    stop_training_workers(settings.storage_root)
 
 
 def test_killed_during_uploads_loses_no_committed_photo_and_leaves_no_debris(

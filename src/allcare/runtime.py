@@ -115,9 +115,14 @@ class Runtime:
                 engine=engine,
                 decode_pool=decode_pool,
                 limits=PhotoLimits(
-                    max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
+                    max_pixels=settings.max_image_pixels,
+                    min_side=settings.min_image_side,
+                    max_decoded_pixels=settings.max_decoded_pixels,
+                    max_jpeg_scans=settings.max_jpeg_scans,
+                    max_jpeg_decode_passes=settings.max_jpeg_decode_passes,
                 ),
                 blur_threshold=settings.blur_threshold,
+                decode_workers=decode_workers,
             ),
             deployment=deployment,
             training=TrainingSupervisor(db, settings, deployment),

@@ -15,9 +15,9 @@ from allcare.core.config import Settings
 from allcare.core.passwords import hash_password
 from allcare.services import users as accounts
 from allcare.store.models import AccessEvent, User
-from tests.api.test_check_image import camera, stored_counts, upload
 from tests.conftest import PASSWORD, Api, live_server
 from tests.models import tiny_torchscript
+from tests.uploads import camera, stored_counts, upload
 
 
 def login(api: Api, username: str, password: str):
@@ -230,3 +230,27 @@ def test_a_burst_from_one_address_does_not_delay_a_login_from_another(
     assert status == 200
     assert seconds < 2.0, f"the GP waited {seconds:.1f} s behind the burst"
     assert slowest_bogus > 2 * seconds  # the burst really queued
+
+
+def test_nobody_naming_a_gp_can_use_up_that_gps_uploads(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Uploads with only X-User-Id prove nothing, so they are counted per client address and
+    claimed user: someone else's flood never throttles the GP's own signed-in uploads, nor
+    the GP's camera at its own address."""
+    model = tiny_torchscript(tmp_path / "tiny.pt")
+    api = make_api(
+        make_settings(
+            model_path=model,
+            inference_runtime="torch",
+            upload_rate_per_minute=3,
+            forwarded_allow_ips="testclient",
+        )
+    )
+    api.add_user("gp7", "gp")
+    intruder = camera("gp7") | {"X-Forwarded-For": "10.9.9.9"}
+    flood = [upload(api.client, intruder).status_code for _ in range(5)]
+    assert flood == [200] * 3 + [429] * 2
+    assert upload(api.client, api.headers("gp7")).status_code == 200
+    own_camera = camera("gp7") | {"X-Forwarded-For": "10.0.0.7"}
+    assert upload(api.client, own_camera).status_code == 200

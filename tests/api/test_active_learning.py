@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import Api
 from tests.models import tiny_torchscript
+from tests.photos import sharp_photo
+from tests.uploads import camera, upload
 
 
 def margin(predictions: list[dict[str, float]]) -> float:

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from allcare.cli import app
 from allcare.core.config import Settings
 from allcare.store.models import AccessEvent
-from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import PASSWORD, Api
+from tests.photos import sharp_photo
+from tests.uploads import camera, upload
 
 
 def trail(api: Api) -> list[dict[str, object]]:

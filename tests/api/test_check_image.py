@@ -13,46 +13,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from sqlalchemy import func, select
 
 from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.embeddings import EMBEDDING_DIM
 from allcare.store import vectors
-from allcare.store.models import Case
 from allcare.store.models import Image as ImageRow
-from tests.api.test_images import ENCRYPTION_KEY
-from tests.conftest import Api, live_server
-from tests.ml.test_photo import png_bomb
+from tests.conftest import ENCRYPTION_KEY, Api, live_server
 from tests.models import real_architecture, tiny_torchscript
-from tests.photos import jpeg_bytes
+from tests.photos import blurry_photo, jpeg_bytes, png_bomb, sharp_photo
+from tests.uploads import blob_files, camera, stored_counts, upload
 
 HAM = Path(__file__).parents[2].parent / "shared" / "data" / "ham10000-dev"
-
-
-def sharp_photo(size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def blurry_photo() -> bytes:
-    image = Image.open(io.BytesIO(sharp_photo())).filter(ImageFilter.GaussianBlur(8))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def upload(client, headers: dict[str, str], data: bytes | None = None, **params: str):
-    files = {"file": ("photo.jpg", data if data is not None else sharp_photo(), "image/jpeg")}
-    return client.post("/check-image", params=params, files=files, headers=headers)
-
-
-def camera(user_id: str) -> dict[str, str]:
-    """What the app's camera screen sends: legacy identity, no token."""
-    return {"X-User-Id": user_id, "X-User-Role": "gp"}
 
 
 @pytest.fixture
@@ -66,17 +38,6 @@ def served(make_api: Callable[..., Api], make_settings: Callable[..., Settings],
     api.add_user("gp1", "gp")
     api.add_user("gp2", "gp")
     return api
-
-
-def stored_counts(api: Api) -> tuple[int, int]:
-    with api.runtime.db.session() as session:
-        images = session.scalar(select(func.count()).select_from(ImageRow))
-        cases = session.scalar(select(func.count()).select_from(Case))
-    return images or 0, cases or 0
-
-
-def blob_files(api: Api) -> list[Path]:
-    return [p for p in (api.runtime.settings.storage_root / "blobs").rglob("*") if p.is_file()]
 
 
 def test_camera_upload_is_classified_stored_and_served(served: Api) -> None:

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from allcare.core.config import Settings
 from allcare.store.models import BlobIntent, Case, Image
-from tests.api.test_check_image import sharp_photo
 from tests.conftest import PASSWORD, Api, live_server
 from tests.models import tiny_torchscript
+from tests.photos import sharp_photo
 
 CLIENTS = 16
 CASES_PER_CLIENT = 20

@@ -14,9 +14,10 @@ from schemathesis import GenerationMode, checks
 
 from allcare.api.app import create_app
 from allcare.core.config import Settings
-from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import TEST_JWT_SECRET, Api
 from tests.models import tiny_torchscript
+from tests.photos import sharp_photo
+from tests.uploads import camera, upload
 
 EXAMPLES = 20
 ROLES = ("gp", "doctor", "admin")

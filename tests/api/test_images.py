@@ -11,10 +11,8 @@ from sqlalchemy import Connection, event, func, select
 
 from allcare.core.config import Settings
 from allcare.store.models import AccessEvent, BlobIntent, Case, CaseDecision, Image
-from tests.conftest import TEST_JWT_SECRET, Api
+from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, Api
 from tests.photos import jpeg_bytes, store_photo
-
-ENCRYPTION_KEY = "q1bYBCpY7l2SEqSDcLYtKtpi7lrvSUPkwwGtbkTqq4k="
 
 
 def test_image_url_serves_the_stored_bytes_without_credentials(api: Api) -> None:

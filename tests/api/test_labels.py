@@ -11,8 +11,7 @@ from sqlalchemy import select
 from allcare.core.config import Settings
 from allcare.store.crypto import is_sealed
 from allcare.store.models import CaseLabel
-from tests.api.test_images import ENCRYPTION_KEY
-from tests.conftest import Api
+from tests.conftest import ENCRYPTION_KEY, Api
 
 STROKE = {
     "points": [[10.5, 20.0], [11.0, 21.5]],

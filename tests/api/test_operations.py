@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from allcare.core.config import Settings
 from allcare.core.logging import RequestIdFilter
 from allcare.store.db import Database
-from tests.api.test_check_image import camera, upload
 from tests.conftest import Api
 from tests.models import tiny_torchscript
+from tests.uploads import camera, upload
 
 METRICS_TOKEN = "scrape-" + "m" * 30
 

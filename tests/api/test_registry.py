@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from allcare.core.config import Settings
-from tests.api.test_check_image import camera, sharp_photo, upload
 from tests.conftest import Api
 from tests.models import tiny_torchscript
+from tests.photos import sharp_photo
+from tests.uploads import camera, upload
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from allcare.core.config import Settings
 from allcare.store.backup import tables
 from allcare.store.db import Database
 from allcare.store.models import Image
-from tests.api.test_check_image import camera, sharp_photo, upload
-from tests.api.test_images import ENCRYPTION_KEY
-from tests.conftest import TEST_JWT_SECRET, Api, empty_postgres_database
+from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, Api, empty_postgres_database
 from tests.models import tiny_torchscript
+from tests.photos import sharp_photo
+from tests.uploads import camera, upload
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from allcare.cli import app
 from allcare.core.config import Settings
 from allcare.store.models import Case, CaseLabel, Event, Image, ModelVersion, User
-from tests.api.test_images import ENCRYPTION_KEY
-from tests.conftest import Api
+from tests.conftest import ENCRYPTION_KEY, Api
 from tests.legacy_tree import OLD_KEY, OLD_PASSWORD, build_old_server
 
 

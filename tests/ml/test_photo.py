@@ -1,16 +1,14 @@
 import io
-import struct
 import time
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from allcare.ml.jpeg_metadata import strip_jpeg_metadata
+from allcare.ml.jpeg_structure import image_only, read_layout
 from allcare.ml.photo import PhotoLimits, PhotoRejected, RejectReason, check_photo
-from tests.photos import jpeg_bytes
+from tests.photos import jpeg_bytes, png_bomb
 
 LIMITS = PhotoLimits(max_pixels=50_000_000, min_side=64)
 
@@ -19,22 +17,6 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
-
-
-def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
-    """A real PNG whose pixel data inflates to width*height*3 bytes (1.2 GB) from a few MB."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        body = kind + payload
-        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
-
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (1 + width * 3)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
 
 
 def test_decompression_bomb_is_refused_fast_with_bounded_memory() -> None:
@@ -140,7 +122,8 @@ def test_upright_jpeg_is_stored_losslessly_without_metadata() -> None:
     assert b"PhoneMaker" not in photo.stored_bytes
     decoded = np.asarray(Image.open(io.BytesIO(photo.stored_bytes)))
     assert np.array_equal(decoded, np.asarray(Image.open(io.BytesIO(with_exif))))
-    assert strip_jpeg_metadata(photo.stored_bytes) == photo.stored_bytes
+    stored = photo.stored_bytes
+    assert image_only(stored, read_layout(stored, max_segments=100)) == stored
 
 
 def test_large_jpeg_is_decoded_at_reduced_size_with_the_same_result() -> None:

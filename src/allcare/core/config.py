@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0, le=200)
     inference_queue_size: int = Field(64, ge=1, le=10_000)
     max_image_pixels: int = Field(50_000_000, ge=10_000)
+    max_decoded_pixels: int = Field(12_000_000, ge=10_000)
+    max_jpeg_scans: int = Field(64, ge=1, le=10_000)
+    max_jpeg_decode_passes: float = Field(16.0, ge=1, le=1000)
     min_image_side: int = Field(64, ge=1)
     blur_threshold: float = Field(8.0, ge=0)
 

@@ -1,8 +1,9 @@
 """Checks an uploaded photo before any model work, and prepares what is classified and stored.
 
 Order matters for safety: the format and the pixel count come from the header alone, so a
-decompression bomb is refused before a single pixel is decoded. JPEGs are decoded at a reduced
-scale (libjpeg DCT scaling via Pillow's ``draft``) when they are much larger than the model input.
+decompression bomb is refused before a single pixel is decoded; a JPEG's marker structure is
+read next, so a file that asks for disproportionate decoding work (thousands of progressive
+scans) is refused before decoding too. What is stored holds nothing but the image.
 """
 
 from __future__ import annotations
@@ -13,10 +14,25 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from allcare.ml.blur import BLUR_SCALE_SHORTER, blur_score
-from allcare.ml.jpeg_metadata import strip_jpeg_metadata
+from allcare.ml.decoding import (
+    JPEG_FORMATS,
+    UndecodableImage,
+    as_rgb,
+    decode_jpeg,
+    decode_whole,
+    encode_jpeg,
+    reduced,
+)
+from allcare.ml.jpeg_structure import (
+    CorruptJpeg,
+    JpegLayout,
+    TooManySegments,
+    image_only,
+    read_layout,
+)
 from allcare.ml.preprocess import RESIZE_SHORTER, to_model_input
 
 try:
@@ -28,8 +44,9 @@ except ImportError:  # pragma: no cover - optional wheel
     HEIF_FORMATS = set()
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", *HEIF_FORMATS}
-STORED_JPEG_QUALITY = 92
 EXIF_ORIENTATION = 0x0112
+MAX_JPEG_SEGMENTS = 1024  # a photo has a few dozen; more is a file built to cost time
+_WORKING_SHORTER = max(RESIZE_SHORTER, BLUR_SCALE_SHORTER)
 
 
 class RejectReason(StrEnum):
@@ -37,6 +54,7 @@ class RejectReason(StrEnum):
     UNSUPPORTED = "unsupported"
     TOO_MANY_PIXELS = "too_many_pixels"
     TOO_SMALL = "too_small"
+    TOO_COSTLY = "too_costly"
 
 
 class PhotoRejected(Exception):
@@ -50,6 +68,10 @@ class PhotoRejected(Exception):
 class PhotoLimits:
     max_pixels: int
     min_side: int
+    # PNG, WebP and HEIC decode at full size (no reduced decoding): their own, lower cap.
+    max_decoded_pixels: int = 12_000_000
+    max_jpeg_scans: int = 64
+    max_jpeg_decode_passes: float = 16.0
 
 
 @dataclass(frozen=True)
@@ -64,38 +86,41 @@ class CheckedPhoto:
 
 def check_photo(data: bytes, limits: PhotoLimits) -> CheckedPhoto:
     image = _open_header(data)
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise PhotoRejected(
-            RejectReason.TOO_MANY_PIXELS,
-            f"Image is {width}x{height} ({width * height / 1e6:.1f} MP); "
-            f"the limit is {limits.max_pixels / 1e6:.1f} MP",
-        )
-    if min(width, height) < limits.min_side:
-        raise PhotoRejected(
-            RejectReason.TOO_SMALL,
-            f"Image is {width}x{height}; each side must be at least {limits.min_side} px",
-        )
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    upright_jpeg = image.format == "JPEG" and image.mode in ("RGB", "L") and orientation == 1
     image_format = image.format
-    working = _decode(image, reduce=True)
-    stored_bytes, (stored_width, stored_height) = _stored_copy(
-        data, image_format, working, lossless_size=(width, height) if upright_jpeg else None
-    )
+    jpeg = image_format in JPEG_FORMATS
+    _check_size(image.size, limits, jpeg)
+    layout = _checked_layout(data, limits) if jpeg else None
+    try:
+        if jpeg:
+            assert layout is not None
+            working, stored, stored_size = _jpeg(data, image, layout, limits)
+        else:
+            del image  # decode_whole reopens the bytes, so the decoded source can be freed
+            full = decode_whole(data)
+            stored, stored_size = encode_jpeg(full), full.size
+            working = reduced(full, _WORKING_SHORTER)
+            del full
+    except UndecodableImage as exc:
+        raise PhotoRejected(RejectReason.INVALID, str(exc)) from exc
     return CheckedPhoto(
-        model_input=to_model_input(working),
+        model_input=to_model_input(as_rgb(working)),
         blur_score=blur_score(working),
-        width=stored_width,
-        height=stored_height,
-        stored_bytes=stored_bytes,
+        width=stored_size[0],
+        height=stored_size[1],
+        stored_bytes=stored,
         stored_content_type="image/jpeg",
     )
 
 
 def decode_photo(data: bytes) -> Image.Image:
     """A stored photo decoded as an upload is (reduced-size, upright RGB), for training."""
-    return _decode(_open_header(data), reduce=True)
+    image = _open_header(data)
+    try:
+        if image.format in JPEG_FORMATS:
+            return as_rgb(decode_jpeg(image, shorter_at_least=_WORKING_SHORTER))
+        return as_rgb(decode_whole(data))
+    except UndecodableImage as exc:
+        raise PhotoRejected(RejectReason.INVALID, str(exc)) from exc
 
 
 def model_input_of(data: bytes) -> np.ndarray:
@@ -103,22 +128,64 @@ def model_input_of(data: bytes) -> np.ndarray:
     return to_model_input(decode_photo(data))
 
 
-def _stored_copy(
-    data: bytes,
-    image_format: str | None,
-    working: Image.Image,
-    *,
-    lossless_size: tuple[int, int] | None,
-) -> tuple[bytes, tuple[int, int]]:
-    """Upright JPEGs keep their compressed bytes (metadata stripped losslessly); anything else
-    is re-encoded at full resolution, upright, without metadata, as the old server did."""
-    if lossless_size is not None:
-        try:
-            return strip_jpeg_metadata(data), lossless_size
-        except ValueError:
-            pass
-    full = _decode(_open_header(data), reduce=False) if image_format in ("JPEG", "MPO") else working
-    return _encode_jpeg(full), full.size
+def _check_size(size: tuple[int, int], limits: PhotoLimits, jpeg: bool) -> None:
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise PhotoRejected(
+            RejectReason.TOO_MANY_PIXELS,
+            f"Image is {width}x{height} ({width * height / 1e6:.1f} MP); "
+            f"the limit is {limits.max_pixels / 1e6:.1f} MP",
+        )
+    if not jpeg and width * height > limits.max_decoded_pixels:
+        raise PhotoRejected(
+            RejectReason.TOO_MANY_PIXELS,
+            f"Image is {width}x{height} ({width * height / 1e6:.1f} MP); PNG, WebP and HEIC "
+            f"photos may have at most {limits.max_decoded_pixels / 1e6:.1f} MP (send a JPEG)",
+        )
+    if min(width, height) < limits.min_side:
+        raise PhotoRejected(
+            RejectReason.TOO_SMALL,
+            f"Image is {width}x{height}; each side must be at least {limits.min_side} px",
+        )
+
+
+def _checked_layout(data: bytes, limits: PhotoLimits) -> JpegLayout:
+    try:
+        layout = read_layout(data, max_segments=MAX_JPEG_SEGMENTS)
+    except TooManySegments as exc:
+        raise PhotoRejected(RejectReason.TOO_COSTLY, f"Invalid image file: {exc}") from exc
+    except CorruptJpeg as exc:
+        raise PhotoRejected(RejectReason.INVALID, f"Invalid image file: {exc}") from exc
+    if layout.scans > limits.max_jpeg_scans:
+        raise PhotoRejected(
+            RejectReason.TOO_COSTLY,
+            f"JPEG has {layout.scans} scans; the limit is {limits.max_jpeg_scans} "
+            "(save the photo again as an ordinary JPEG)",
+        )
+    if layout.decode_passes > limits.max_jpeg_decode_passes:
+        raise PhotoRejected(
+            RejectReason.TOO_COSTLY,
+            f"JPEG asks the decoder for {layout.decode_passes:.0f} passes over the image; the "
+            f"limit is {limits.max_jpeg_decode_passes:.0f} (save the photo again as an "
+            "ordinary JPEG)",
+        )
+    return layout
+
+
+def _jpeg(
+    data: bytes, image: Image.Image, layout: JpegLayout, limits: PhotoLimits
+) -> tuple[Image.Image, bytes, tuple[int, int]]:
+    """An upright JPEG keeps its compressed image data byte for byte (metadata dropped); a
+    rotated one is decoded upright and encoded again, at a DCT-reduced scale past
+    ``max_decoded_pixels``, so memory stays bounded."""
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    lossless = image.format == "JPEG" and image.mode in ("RGB", "L") and orientation == 1
+    size = image.size
+    working = decode_jpeg(image, shorter_at_least=_WORKING_SHORTER)
+    if lossless:
+        return working, image_only(data, layout), size
+    full = decode_jpeg(_open_header(data), max_pixels=limits.max_decoded_pixels)
+    return working, encode_jpeg(full), full.size
 
 
 def _open_header(data: bytes) -> Image.Image:
@@ -140,42 +207,3 @@ def _open_header(data: bytes) -> Image.Image:
             f"Unsupported image format {image.format}; send JPEG, PNG, WebP or HEIC",
         )
     return image
-
-
-def _decode(image: Image.Image, *, reduce: bool) -> Image.Image:
-    """Decode to upright 8-bit RGB; with ``reduce``, JPEGs decode at the smallest DCT scale that
-    keeps the shorter side at or above what preprocessing and the blur check need."""
-    if reduce and image.format in ("JPEG", "MPO"):
-        needed = max(RESIZE_SHORTER, BLUR_SCALE_SHORTER)
-        scale = needed / min(image.size)
-        if scale < 0.5:
-            image.draft("RGB", (int(image.width * scale) + 1, int(image.height * scale) + 1))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise PhotoRejected(RejectReason.INVALID, f"Invalid image file: {exc}") from exc
-    return _to_rgb(upright)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Grey, CMYK, palette, 16-bit and alpha images become 8-bit RGB (alpha over white)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _encode_jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=STORED_JPEG_QUALITY)
-    return buffer.getvalue()

@@ -18,6 +18,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from allcare.core.fair_limiter import FairLimiter
 from allcare.ml.batching import InferenceEngine, NoModel, Prediction, QueueFull
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.photo import CheckedPhoto, PhotoLimits, PhotoRejected, RejectReason, check_photo
@@ -31,7 +32,7 @@ from allcare.services.errors import (
     UnsupportedMedia,
 )
 from allcare.services.images import ImageService, PendingUpload, PhotoToStore
-from allcare.services.principal import Principal
+from allcare.services.principal import AuthMethod, Principal
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
@@ -40,9 +41,19 @@ MODEL_NOT_LOADED = "Model not loaded"
 _REJECTION_ERRORS: dict[RejectReason, type[ServiceError]] = {
     RejectReason.INVALID: InvalidInput,
     RejectReason.TOO_SMALL: InvalidInput,
+    RejectReason.TOO_COSTLY: InvalidInput,
     RejectReason.UNSUPPORTED: UnsupportedMedia,
     RejectReason.TOO_MANY_PIXELS: PayloadTooLarge,
 }
+
+
+def uploader_key(principal: Principal, address: str | None) -> str:
+    """Whose budget an upload spends and whose turn it takes in the decode queue. A token is
+    its user's own; the camera's header identity proves nothing, so it is counted per client
+    address and claimed user, and nobody naming a GP can use up that GP's signed-in uploads."""
+    if principal.method == AuthMethod.TOKEN:
+        return f"user:{principal.user_id}"
+    return f"header:{address or '-'}:{principal.user_id}"
 
 
 def ranked_predictions(probabilities: list[float]) -> list[dict[str, Any]]:
@@ -60,20 +71,31 @@ class PhotoCheckService:
     decode_pool: Executor
     limits: PhotoLimits
     blur_threshold: float
+    decode_workers: int
     # Every queued photo may have a thread waiting to store it; the separate limiter keeps those
     # waits from taking the threads that other requests' database work needs.
     _storing: anyio.CapacityLimiter = field(init=False)
+    # Decoding takes turns between uploaders: a stream of costly photos from one client delays
+    # another client's photo by at most one decode per active uploader, not by its whole queue.
+    _decode_turns: FairLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self._storing = anyio.CapacityLimiter(self.engine.capacity)
+        self._decode_turns = FairLimiter(self.decode_workers)
 
     async def check(
-        self, principal: Principal, data: bytes, case_id_text: str | None, predict_only: bool
+        self,
+        principal: Principal,
+        data: bytes,
+        case_id_text: str | None,
+        predict_only: bool,
+        uploader: str,
     ) -> dict[str, Any]:
         case_id = parse_case_id(case_id_text) if case_id_text else None
         if self.engine.model is None:
             raise Unavailable(MODEL_NOT_LOADED)
-        photo, pending = await self._checked(principal, data, None if predict_only else case_id)
+        target = None if predict_only else case_id
+        photo, pending = await self._checked(principal, data, target, uploader)
         sharp = photo.blur_score >= self.blur_threshold
         image_id, stored_case = str(uuid.uuid4()), case_id
         if sharp and not predict_only:
@@ -100,7 +122,7 @@ class PhotoCheckService:
         }
 
     async def _checked(
-        self, principal: Principal, data: bytes, target_case: int | None
+        self, principal: Principal, data: bytes, target_case: int | None, uploader: str
     ) -> tuple[CheckedPhoto, Future[Prediction]]:
         """Decode and check the photo while the database confirms the caller may add to the
         target case; either refusal wins before any model work. The decode thread hands the
@@ -109,9 +131,16 @@ class PhotoCheckService:
         refused = threading.Event()
         # The request's context (its id on every log line) goes along to the decode thread.
         context = contextvars.copy_context()
-        decoding = loop.run_in_executor(
-            self.decode_pool, context.run, self._decode_and_submit, data, refused
-        )
+        await self._decode_turns.acquire(uploader)
+        try:
+            decoding = loop.run_in_executor(
+                self.decode_pool, context.run, self._decode_and_submit, data, refused
+            )
+        except BaseException:
+            self._decode_turns.release()
+            raise
+        # The turn ends when the decode thread is done, even if the request was cancelled.
+        decoding.add_done_callback(lambda _: self._decode_turns.release())
         try:
             if target_case is not None:
                 await anyio.to_thread.run_sync(self._check_case, principal, target_case)

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from allcare.api.audit import note
 from allcare.api.deps import CameraPrincipalDep, RuntimeDep
 from allcare.api.schemas.common import Prediction
+from allcare.services.photo_checks import uploader_key
 
 router = APIRouter(tags=["images"])
 
@@ -35,10 +36,13 @@ async def check_image(
 ) -> dict[str, object]:
     """Blur check and classification; a sharp photo is stored with its case unless predict_only.
     A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere.
-    Each user may send UPLOAD_RATE_PER_MINUTE photos a minute (bursts as large); then 429."""
-    runtime.upload_rate.check(principal.user_id)
+    Each user may send UPLOAD_RATE_PER_MINUTE photos a minute (bursts as large), counted apart
+    for the camera's header identity per client address; then 429."""
+    address = request.client.host if request.client else None
+    uploader = uploader_key(principal, address)
+    runtime.upload_rate.check(uploader)
     data = await file.read()
-    answer = await runtime.photo_checks.check(principal, data, case_id, predict_only)
+    answer = await runtime.photo_checks.check(principal, data, case_id, predict_only, uploader)
     if answer["status"] == "success" and not predict_only:
         note(request, resource=f"image:{answer['image_id']}", owner=principal.user_id)
     else:
