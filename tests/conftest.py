@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from allcare.api.app import create_app
+from allcare.api.server import uvicorn_config
 from allcare.core.config import Settings
 from allcare.store.db import Database
 from allcare.store.models import User
@@ -183,7 +184,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def live_server(app: FastAPI) -> Iterator[str]:
     """Serve an app whose runtime is already started (by its TestClient) on a real socket."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    settings = app.state.runtime.settings
+    config = uvicorn_config(
+        app, settings, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

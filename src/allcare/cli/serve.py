@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from allcare.api.app import create_app
+from allcare.api.server import uvicorn_config
 from allcare.cli.common import fail
 from allcare.core.config import ConfigError, load_settings
 from allcare.core.logging import configure_logging
@@ -19,14 +20,4 @@ def serve() -> None:
         runtime = Runtime.start(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
-    uvicorn.run(
-        create_app(settings, runtime=runtime),
-        host=settings.backserver_host,
-        port=settings.backserver_port,
-        ssl_certfile=settings.tls_cert_file,
-        ssl_keyfile=settings.tls_key_file,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers go through ours (JSON, request id)
-        access_log=False,  # allcare.access logs each request, by route template
-        proxy_headers=False,
-    )
+    uvicorn.Server(uvicorn_config(create_app(settings, runtime=runtime), settings)).run()
