@@ -15,6 +15,7 @@ from allcare.api.audit import AuditMiddleware
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
 from allcare.api.errors import install_error_handlers
+from allcare.api.json_text import JsonTextMiddleware
 from allcare.api.metrics import AppMetrics
 from allcare.api.observe import ObserveMiddleware
 from allcare.api.routes import (
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(admin_learning.router, dependencies=keyed)
     app.include_router(admin_audit.router, dependencies=keyed)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(JsonTextMiddleware)  # inside the body limit: it reads capped bodies
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     app.add_middleware(
         BodyLimitMiddleware,

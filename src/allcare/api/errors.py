@@ -26,6 +26,8 @@ from allcare.services.errors import (
 from allcare.store.crypto import DecryptionError
 
 log = logging.getLogger(__name__)
+SECRET_FIELDS = frozenset({"password", "new_password", "token", "access_token", "secret"})
+REDACTED = "[redacted]"
 
 _STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
@@ -67,9 +69,31 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _redacted(error: dict[str, Any]) -> dict[str, Any]:
+    """A field error never echoes a secret: not the password that failed validation, nor a
+    password inside the whole-body input of an error about another field."""
+    if any(str(part).lower() in SECRET_FIELDS for part in error.get("loc", ())):
+        return error | {"input": REDACTED}
+    if "input" in error:
+        return error | {"input": _without_secrets(error["input"])}
+    return error
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if str(key).lower() in SECRET_FIELDS else _without_secrets(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
+
+
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = _json_safe(jsonable_encoder(exc.errors()))
+    errors = [_redacted(error) for error in exc.errors()]
+    detail = _json_safe(jsonable_encoder(errors))
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
