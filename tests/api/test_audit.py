@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from allcare.cli import app
 from allcare.core.config import Settings
+from allcare.services import access_log
 from allcare.store.models import AccessEvent
 from tests.conftest import PASSWORD, Api
 from tests.photos import sharp_photo
@@ -158,3 +160,35 @@ def test_the_audit_exports_as_csv_and_json_lines(
 
 def rows_header(path: Path) -> str:
     return path.read_text().splitlines()[0]
+
+
+def test_a_cancelled_waiter_loses_no_record_and_never_stops_the_writer(
+    clinic: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that goes away cancels its wait for the audit; the record is still written
+    and the writer thread goes on (it died on the cancelled future, silently losing every
+    later record)."""
+    writer = clinic.runtime.access_writer
+    entered, gate = threading.Event(), threading.Event()
+    real_begin = access_log.begin_write
+
+    def held_begin(session) -> None:
+        if not gate.is_set():
+            entered.set()
+            gate.wait(10)
+        real_begin(session)
+
+    monkeypatch.setattr(access_log, "begin_write", held_begin)
+    entry = {"action": "case.decide", "resource": "case:1", "outcome": "ok", "actor_kind": "x"}
+    first = writer.submit(entry | {"resource": "case:held"})
+    assert entered.wait(10)
+    abandoned = [writer.submit(entry | {"resource": f"case:gone{n}"}) for n in range(3)]
+    assert all(future.cancel() for future in abandoned)
+    gate.set()
+    first.result(timeout=10)
+    writer.submit(entry | {"resource": "case:after"}).result(timeout=10)
+    assert clinic.as_user("gp1").get("/cases").status_code == 200
+    resources = [row["resource"] for row in trail(clinic)]
+    assert {"case:held", "case:gone0", "case:gone1", "case:gone2", "case:after"} <= set(resources)
+    assert resources[-1] == "cases:0"  # the HTTP request after it was audited too
+    assert writer.failures == 0

@@ -4,7 +4,9 @@ stored holds nothing but the image."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from allcare.core.config import Settings
 from allcare.ml.photo import check_photo
+from allcare.services.principal import AuthMethod, Principal, Role
 from tests.conftest import Api, live_server
 from tests.models import tiny_torchscript
 from tests.photos import jpeg_with_hidden_data, progressive_with_repeated_scans, sharp_photo
@@ -207,3 +210,48 @@ def test_small_lossless_files_cannot_make_the_server_allocate_gigabytes(
     assert ordinary_seconds < 2.0
     assert all(peak < 200 for peak in peaks.values()), peaks
     assert after < 100, f"{after:.0f} MB kept after the photos"
+
+
+def test_uploads_cancelled_while_waiting_for_the_model_leave_the_server_working(
+    served: Api,
+) -> None:
+    """A request that goes away while its photo waits for inference (a dropped phone, a
+    shutdown) cancels its job; the inference thread must drop it and serve the next."""
+    runtime = served.runtime
+    model = runtime.engine.model
+    entered, gate = threading.Event(), threading.Event()
+    real_run = model.runner.run
+
+    def held_run(batch):
+        entered.set()
+        gate.wait(10)
+        return real_run(batch)
+
+    model.runner.run = held_run
+    principal = Principal("gp1", Role.GP, "Gp1", "Tester", AuthMethod.TOKEN)
+
+    async def upload_then_go_away() -> None:
+        first = asyncio.ensure_future(
+            runtime.photo_checks.check(principal, sharp_photo(), None, True, "user:gp1")
+        )
+        while not entered.is_set():  # the first photo's batch is running, held at the gate
+            await asyncio.sleep(0.01)
+        waiting = [
+            asyncio.ensure_future(
+                runtime.photo_checks.check(principal, sharp_photo(seed=n), None, True, "user:gp1")
+            )
+            for n in range(3)
+        ]
+        while runtime.engine.queue_depth < 3:
+            await asyncio.sleep(0.01)
+        for request in waiting:
+            request.cancel()
+        gate.set()
+        await first
+
+    served.client.portal.call(upload_then_go_away)  # type: ignore[union-attr]
+    model.runner.run = real_run
+    for n in range(3):
+        response = upload(served.client, camera("gp1"), sharp_photo(seed=10 + n))
+        assert response.status_code == 200
+    assert stored_counts(served) == (3, 3)

@@ -119,3 +119,28 @@ def test_replace_gives_an_engine_without_a_model_its_first(engine, tmp_path: Pat
     running = engine(None)
     running.replace(tiny_torchscript(tmp_path / "first.pt"), "first")
     assert running.submit(INPUT).result(timeout=10).model_version == "first"
+
+
+def test_a_cancelled_request_never_stops_the_inference_thread(engine, tmp_path: Path) -> None:
+    """A request that goes away cancels its future; the thread must drop that job and go on
+    (setting a cancelled future's result raised and ended the thread: every later upload
+    hung until the queue was full, then answered 503 for ever)."""
+    model = tiny(tmp_path, "a", favour=0)
+    running = engine(model, max_batch=1)
+    entered, gate = threading.Event(), threading.Event()
+    real_run = model.runner.run
+
+    def held_run(batch: np.ndarray):
+        entered.set()
+        gate.wait(10)
+        return real_run(batch)
+
+    model.runner.run = held_run  # type: ignore[method-assign]
+    busy = running.submit(INPUT)
+    assert entered.wait(10)  # its batch is running, held at the gate
+    queued = [running.submit(INPUT) for _ in range(3)]
+    assert all(future.cancel() for future in queued)
+    gate.set()
+    assert busy.result(timeout=10).model_version == "a"
+    after = [running.submit(INPUT) for _ in range(4)]
+    assert [f.result(timeout=10).model_version for f in after] == ["a"] * 4

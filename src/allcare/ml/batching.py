@@ -115,12 +115,17 @@ class InferenceEngine:
         self._thread.join(timeout=30)
 
     def _serve(self) -> None:
+        """The one inference thread: it survives anything a caller or a model does."""
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
-            batch, stop = self._gather(first)
-            self._run(batch)
+            try:
+                batch, stop = self._gather(first)
+                self._run([job for job in batch if job.future.set_running_or_notify_cancel()])
+            except Exception:
+                log.exception("The inference thread caught an error and goes on")
+                continue
             if stop:
                 return
 
@@ -149,6 +154,10 @@ class InferenceEngine:
         return batch, False
 
     def _run(self, batch: list[_Job]) -> None:
+        """``batch`` holds running futures only (a cancelled request's job was dropped), so
+        none can be cancelled while its result is set."""
+        if not batch:
+            return
         model = self._model
         try:
             if model is None:

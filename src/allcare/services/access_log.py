@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from allcare.core.clock import now_utc, wire_time
 from allcare.store.db import Database, begin_write
 from allcare.store.models import AccessEvent
 
+log = logging.getLogger(__name__)
 FIELDS = (
     "id", "at", "actor_id", "actor_kind", "action", "resource", "owner_id", "client", "outcome",
     "status_code",
@@ -142,20 +144,27 @@ class AccessWriter:
             if item is None:
                 return
             batch = [item]
+            stop = False
             while True:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._write(batch)
-                    return
+                    stop = True
+                    break
                 batch.append(more)
             self._write(batch)
+            if stop:
+                return
 
     def _write(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
-        rows = [_row(entry) for entry, _ in batch]
+        """Every record is written, even one whose waiter was cancelled (the request went
+        away, its access did not); only waiters still listening hear the outcome. Nothing a
+        record or a waiter does can end the thread."""
+        waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
         try:
+            rows = [_row(entry) for entry, _ in batch]
             with self._db.session() as session:
                 begin_write(session)
                 # A Core insert: one of these follows every audited request.
@@ -163,10 +172,11 @@ class AccessWriter:
                 session.commit()
         except Exception as exc:
             self.failures += len(batch)
-            for _, done in batch:
+            log.exception("Could not write %d access records", len(batch))
+            for done in waiting:
                 done.set_exception(exc)
             return
-        for _, done in batch:
+        for done in waiting:
             done.set_result(None)
 
 
