@@ -1,3 +1,3 @@
-from allcare.cli import app
+from allcare.cli import main
 
-app()
+main()

@@ -8,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from allcare.cli import app
 from allcare.core.config import Settings
 from allcare.ml.classes import CLASS_NAMES
+from allcare.runtime import Runtime
+from allcare.services.training_status import running_version
+from allcare.store.models import Event, ModelVersion
 from tests.conftest import Api
 from tests.learning import add_case, wait_for_run
 
@@ -81,6 +85,37 @@ def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     assert missing.exit_code == 1
     assert "labels.csv not found" in missing.output
     assert run("models", "activate", "v20990101_001").exit_code == 1
+
+
+def test_a_run_that_fails_after_training_is_failed_with_its_reason(
+    run: Callable[..., object],
+    tmp_path: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once registered as ``training``, any failure (here the proof that the file loads as
+    serving loads it) marks the run failed with the reason; a phantom running run would block
+    automatic retraining until a restart."""
+    from allcare.ml.model_source import ModelLoadError
+    from allcare.services import folder_training
+
+    def refuses(*_args: object, **_kwargs: object) -> None:
+        raise ModelLoadError("the export differs from PyTorch")
+
+    monkeypatch.setattr(folder_training, "load_model", refuses)
+    result = run("train", str(colour_folder(tmp_path / "data")), "--epochs", "1")
+    assert result.exit_code != 0
+    db, _ = Runtime.open_store(settings)
+    try:
+        with db.session() as session:
+            [version] = session.scalars(select(ModelVersion)).all()
+            assert running_version(session) is None
+            events = [e.type for e in session.scalars(select(Event))]
+    finally:
+        db.dispose()
+    assert version.status == "failed"
+    assert version.error == "ModelLoadError: the export differs from PyTorch"
+    assert "training_failed" in events
 
 
 @pytest.mark.skipif(not HAM.exists(), reason="ham10000-dev data set not present")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from allcare.cli.audit import audit_app
 from allcare.cli.backup import backup_command, restore_command
+from allcare.cli.errors import one_line
 from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
 from allcare.cli.users import users_app
 
-app = typer.Typer(no_args_is_help=True, help="AllCare Server: skin-lesion triage backend.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="AllCare Server: skin-lesion triage backend.",
+    pretty_exceptions_enable=False,
+)
 app.command()(serve)
 app.command()(train)
 app.command()(migrate)
@@ -21,3 +28,14 @@ app.command("restore")(restore_command)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+
+
+def main() -> None:
+    """The console entry point: a failure is one line on stderr and exit status 1."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        typer.secho(f"Error: {one_line(exc)}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

@@ -32,6 +32,7 @@ from allcare.runtime import model_options
 from allcare.services.errors import InvalidInput
 from allcare.services.events import EventType, record_event
 from allcare.services.registry import Source, Status, new_version_id, write_model_file
+from allcare.services.training_status import fail_run
 from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion
 
@@ -127,58 +128,64 @@ def train_from_folder(
             )
         )
         session.commit()
-    file_key, sha256, size = write_model_file(
-        settings,
-        version_id,
-        "model.pt",
-        lambda temp: torch.save(checkpoint(module, run.architecture, version_id), temp),
-    )
-    loaded = load_model(settings.models_dir / file_key, model_options(settings), version_id)
-    inputs = [model_input_of(s.path.read_bytes()) for s in held_out]
-    result = evaluate(predict(loaded, inputs), np.array([s.label for s in held_out]))
-    metrics = {
-        "val_accuracy": result["accuracy"],
-        "balanced_accuracy": result["balanced_accuracy"],
-        "mel_recall": result["mel_recall"],
-        "ece": result["ece"],
-        "eval_images": result["n"],
-        "train_accuracy": log[-1]["train_accuracy"],
-        "train_loss": log[-1]["train_loss"],
-        "samples_used": len(train),
-        "epochs_completed": len(log),
-        "training_seconds": round(seconds, 1),
-        "seconds_per_epoch": round(seconds / max(1, len(log)), 1),
-    }
-    with db.session() as session:
-        begin_write(session)
-        version = session.get(ModelVersion, version_id, with_for_update=True)
-        assert version is not None
-        version.file_key, version.sha256, version.size_bytes = file_key, sha256, size
-        version.status = Status.EVALUATING.value
-        version.metrics = metrics
-        version.training_log = log
-        version.evaluation = {
-            "dataset": str(run.data_dir),
-            "split": run.eval_split,
-            "candidate": result,
-            "verdict": "hold",
-            "reasons": ["trained from a folder; an admin decides"],
-            "eval_images": result["n"],
-        }
-        version.finished_at = now_utc()
-        record_event(
-            session,
-            EventType.TRAINING_COMPLETED,
-            f"{actor} trained {version_id} ({run.architecture}) on {len(train)} photos of "
-            f"{run.data_dir}: accuracy {result['accuracy']:.3f}, balanced accuracy "
-            f"{result['balanced_accuracy']:.3f} on {result['n']} '{run.eval_split}' photos",
-            actor_id=actor,
-            version_id=version_id,
-            accuracy=result["accuracy"],
-            samples_used=len(train),
-            metrics=metrics,
+    try:
+        file_key, sha256, size = write_model_file(
+            settings,
+            version_id,
+            "model.pt",
+            lambda temp: torch.save(checkpoint(module, run.architecture, version_id), temp),
         )
-        session.commit()
+        loaded = load_model(settings.models_dir / file_key, model_options(settings), version_id)
+        inputs = [model_input_of(s.path.read_bytes()) for s in held_out]
+        result = evaluate(predict(loaded, inputs), np.array([s.label for s in held_out]))
+        metrics = {
+            "val_accuracy": result["accuracy"],
+            "balanced_accuracy": result["balanced_accuracy"],
+            "mel_recall": result["mel_recall"],
+            "ece": result["ece"],
+            "eval_images": result["n"],
+            "train_accuracy": log[-1]["train_accuracy"],
+            "train_loss": log[-1]["train_loss"],
+            "samples_used": len(train),
+            "epochs_completed": len(log),
+            "training_seconds": round(seconds, 1),
+            "seconds_per_epoch": round(seconds / max(1, len(log)), 1),
+        }
+        with db.session() as session:
+            begin_write(session)
+            version = session.get(ModelVersion, version_id, with_for_update=True)
+            assert version is not None
+            version.file_key, version.sha256, version.size_bytes = file_key, sha256, size
+            version.status = Status.EVALUATING.value
+            version.metrics = metrics
+            version.training_log = log
+            version.evaluation = {
+                "dataset": str(run.data_dir),
+                "split": run.eval_split,
+                "candidate": result,
+                "verdict": "hold",
+                "reasons": ["trained from a folder; an admin decides"],
+                "eval_images": result["n"],
+            }
+            version.finished_at = now_utc()
+            record_event(
+                session,
+                EventType.TRAINING_COMPLETED,
+                f"{actor} trained {version_id} ({run.architecture}) on {len(train)} photos of "
+                f"{run.data_dir}: accuracy {result['accuracy']:.3f}, balanced accuracy "
+                f"{result['balanced_accuracy']:.3f} on {result['n']} '{run.eval_split}' photos",
+                actor_id=actor,
+                version_id=version_id,
+                accuracy=result["accuracy"],
+                samples_used=len(train),
+                metrics=metrics,
+            )
+            session.commit()
+    except BaseException as exc:
+        # Whatever stopped it (a file that does not load, an interrupt), the run never stays
+        # "training": that would block automatic retraining until a restart failed it.
+        fail_run(db, version_id, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        raise
     return {"version_id": version_id, "metrics": metrics, "evaluation": result}
 
 

@@ -32,7 +32,7 @@ from allcare.services.errors import InvalidInput, NotFound, ServiceError
 from allcare.services.events import EventType, record_event
 from allcare.services.labels import LabelOutcome
 from allcare.services.registry import Source, Status, new_version_id
-from allcare.services.training_status import run_status, running_version
+from allcare.services.training_status import fail_run, run_status, running_version
 from allcare.store.db import Database, begin_write, hold_lock
 from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
 
@@ -207,24 +207,8 @@ class TrainingSupervisor:
                     session.commit()
 
     def _fail(self, version_id: str, reason: str) -> None:
-        with self.db.session() as session:
-            begin_write(session)
-            version = session.get(ModelVersion, version_id, with_for_update=True)
-            if version is None or version.status != Status.TRAINING:
-                return
-            version.status = Status.FAILED.value
-            version.error = reason
-            version.finished_at = now_utc()
-            version.progress = (version.progress or {}) | {"phase": "failed"}
-            record_event(
-                session,
-                EventType.TRAINING_FAILED,
-                f"Training {version_id} failed: {reason}",
-                version_id=version_id,
-                error=reason,
-            )
-            session.commit()
-        log.error("Training %s failed: %s", version_id, reason)
+        if fail_run(self.db, version_id, reason):
+            log.error("Training %s failed: %s", version_id, reason)
 
     def _log_tail(self, version_id: str) -> str:
         path = worker_log(self.settings, version_id)

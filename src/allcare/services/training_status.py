@@ -7,9 +7,37 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import wire_time
+from allcare.core.clock import now_utc, wire_time
+from allcare.services.events import EventType, record_event
 from allcare.services.registry import Source, Status
+from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion
+
+
+def fail_run(db: Database, version_id: str, reason: str, *, cancelled: bool = False) -> bool:
+    """Mark a run that is still ``training`` as failed (or cancelled) with its reason, and
+    record the event. False if the run had already ended (nothing changes then)."""
+    with db.session() as session:
+        begin_write(session)
+        version = session.get(ModelVersion, version_id, with_for_update=True)
+        if version is None or version.status != Status.TRAINING:
+            return False
+        version.status = Status.FAILED.value
+        version.error = reason
+        version.finished_at = now_utc()
+        version.progress = (version.progress or {}) | {
+            "phase": "cancelled" if cancelled else "failed"
+        }
+        record_event(
+            session,
+            EventType.TRAINING_FAILED,
+            f"Training {version_id} {'was ' if cancelled else 'failed: '}{reason}",
+            version_id=version_id,
+            error=reason,
+            cancelled=cancelled,
+        )
+        session.commit()
+    return True
 
 
 def running_version(session: Session) -> ModelVersion | None:

@@ -44,6 +44,7 @@ from allcare.services.registry import (
     pointer,
     write_model_file,
 )
+from allcare.services.training_status import fail_run
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database, begin_write
@@ -289,26 +290,7 @@ class TrainingRun:
         return str(progress.get("cancel_requested_by", "an admin"))
 
     def _fail(self, reason: str, *, cancelled: bool = False) -> None:
-        with self.db.session() as session:
-            begin_write(session)
-            version = get_version(session, self.version_id, lock=True)
-            if version.status != Status.TRAINING:
-                return
-            version.status = Status.FAILED.value
-            version.error = reason
-            version.finished_at = now_utc()
-            version.progress = (version.progress or {}) | {
-                "phase": "cancelled" if cancelled else "failed"
-            }
-            record_event(
-                session,
-                EventType.TRAINING_FAILED,
-                f"Training {self.version_id} {'was ' if cancelled else 'failed: '}{reason}",
-                version_id=self.version_id,
-                error=reason,
-                cancelled=cancelled,
-            )
-            session.commit()
+        fail_run(self.db, self.version_id, reason, cancelled=cancelled)
 
 
 def _device(requested: str) -> str:

@@ -139,7 +139,11 @@ def _copy_in(source: Path, archive: zipfile.ZipFile, entry: str) -> str:
 
 
 def restore(db: Database, places: Places, archive_path: Path) -> Report:
-    with zipfile.ZipFile(archive_path) as archive:
+    try:
+        opened = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile as exc:
+        raise BackupError(f"{archive_path} is not an AllCare backup (not a zip archive)") from exc
+    with opened as archive:
         manifest = _manifest(archive)
         _prepare_empty_schema(db, manifest["revision"])
         written: list[Path] = []
