@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from allcare.core.config import ConfigError, Settings
 from allcare.core.tokens import TokenCodec, resolve_jwt_secret
+from allcare.ml.classes import ARCHITECTURES, architecture_id
 from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
 from allcare.services.throttle import LoginThrottle, RateLimit
@@ -79,6 +80,11 @@ class Runtime:
         from allcare.services.training import TrainingSupervisor
 
         _one_blas_thread()
+        if architecture_id(settings.al_default_architecture) is None:
+            raise ConfigError(
+                f"AL_DEFAULT_ARCHITECTURE={settings.al_default_architecture} is unknown; use one "
+                f"of {', '.join(ARCHITECTURES)}"
+            )
         if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
             raise ConfigError("Set both TLS_CERT_FILE and TLS_KEY_FILE for HTTPS, or neither")
         tokens = TokenCodec(

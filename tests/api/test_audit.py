@@ -19,7 +19,7 @@ from allcare.services import access_log
 from allcare.store.models import AccessEvent
 from tests.conftest import PASSWORD, Api
 from tests.photos import sharp_photo
-from tests.uploads import camera, upload
+from tests.uploads import camera, stored_counts, upload
 
 
 def trail(api: Api) -> list[dict[str, object]]:
@@ -192,3 +192,13 @@ def test_a_cancelled_waiter_loses_no_record_and_never_stops_the_writer(
     assert {"case:held", "case:gone0", "case:gone1", "case:gone2", "case:after"} <= set(resources)
     assert resources[-1] == "cases:0"  # the HTTP request after it was audited too
     assert writer.failures == 0
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "on", "TRUE"])
+def test_a_classification_only_upload_is_audited_as_such_however_spelled(
+    clinic: Api, value: str
+) -> None:
+    response = upload(clinic.client, camera("gp1"), sharp_photo(), predict_only=value)
+    assert response.status_code == 200
+    assert stored_counts(clinic) == (0, 0)
+    assert trail(clinic)[-1]["action"] == "image.classify"

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+import torch
+
 from tests.conftest import Api
 from tests.learning import labelled_cases, predict, wait_for_run
 
@@ -59,3 +62,24 @@ def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[...,
     registry = admin.get("/admin/models").json()
     assert registry["current_production"] == registry["active_inference"] == production
     assert {m["version_id"]: m["status"] for m in registry["models"]}[candidate] == "archived"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_training_device_that_is_not_there_fails_the_run_with_the_reason(
+    loop: Callable[..., Api],
+) -> None:
+    """RETRAIN_DEVICE=cuda on a machine without one: the run fails and says what to set,
+    instead of training somewhere else or crashing without a reason."""
+    api = loop("nv", retrain_device="cuda")
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    labelled_cases(api.client, gp, doctor, "gp1", 0.2, train_per_class=1)
+    started = admin.post("/admin/retrain/trigger", json={"force": True}).json()
+    assert started["success"] is True
+    wait_for_run(admin)
+    [run] = [
+        m
+        for m in admin.get("/admin/models").json()["models"]
+        if m["version_id"] == started["version_id"]
+    ]
+    assert run["status"] == "failed"
+    assert "RETRAIN_DEVICE=cuda, but PyTorch finds no cuda device" in run["error"]

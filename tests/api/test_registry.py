@@ -230,6 +230,9 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
         "events"
     ]
     assert event["metadata"]["changes"] == {"optimizer": "SGD"}
+    # One vocabulary with /admin/retrain/trigger: its aliases are accepted, stored as the id.
+    named = admin.post("/admin/training-config", json={"architecture": "MobileNet"}).json()
+    assert named["config"]["architecture"] == "mobilenet_v3_large"
     assert event["actor"] == "admin1"
 
 

@@ -7,7 +7,7 @@ import torch
 from allcare.ml.loading import ModelOptions, load_model
 from allcare.ml.model_source import ModelFormat, ModelLoadError
 from allcare.ml.runners import softmax
-from allcare.ml.torch_runtime import export_onnx
+from allcare.ml.torch_runtime import export_onnx, resolve_torch_device
 from tests.models import TinyClassifier, real_architecture, save_torchscript, tiny_torchscript
 
 SAMPLE = np.random.default_rng(1).standard_normal((3, 3, 224, 224)).astype(np.float32)
@@ -173,3 +173,14 @@ def test_mobilenet_v3_large_is_detected_before_efficientnet(tmp_path: Path) -> N
     model = load_model(path, options(tmp_path, "torch"))
     assert model.source.architecture == "mobilenet_v3_large"
     assert model.runner.run(SAMPLE).features.shape == (3, 1280)
+
+
+def test_auto_prefers_an_apple_gpu_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule for serving and training: auto is cuda, then mps, then cpu."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_torch_device("auto", "RETRAIN_DEVICE") == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_torch_device("auto", "RETRAIN_DEVICE") == "cpu"
+    with pytest.raises(ModelLoadError, match="RETRAIN_DEVICE=mps, but PyTorch finds no mps"):
+        resolve_torch_device("mps", "RETRAIN_DEVICE")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,6 +63,16 @@ def outcome(status: int) -> str:
     return "invalid" if status < 500 else "error"
 
 
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # what the route reads as true
+
+
+def _predict_only(scope: Scope) -> bool:
+    """The query parameter as the route parses it (``1``, ``yes``, ``on`` ... too)."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("predict_only", [])
+    return bool(values) and values[-1].strip().lower() in _TRUE
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -96,7 +107,7 @@ class AuditMiddleware:
         resource = state.get("audit_resource")
         if resource is None and "case_id" in params:
             resource = f"case:{str(params['case_id'])[:40]}"
-        if action == "image.upload" and b"predict_only=true" in scope.get("query_string", b""):
+        if action == "image.upload" and _predict_only(scope):
             action = "image.classify"
         actor = principal.user_id if principal else state.get("audit_actor")
         client = scope.get("client")

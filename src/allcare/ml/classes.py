@@ -5,3 +5,18 @@ without torch, which the serving process never loads with the ONNX runtime."""
 CLASS_NAMES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 NUM_CLASSES = len(CLASS_NAMES)
 ARCHITECTURES: tuple[str, ...] = ("resnet50", "efficientnet_v2_m", "mobilenet_v3_large")
+# The one vocabulary of architecture names: the ids above, and the legacy aliases the admin
+# screen's trigger accepted (contract 2.28), in any case.
+ARCHITECTURE_ALIASES = {
+    "efficientnet": "efficientnet_v2_m",
+    "resnet": "resnet50",
+    "mobilenet": "mobilenet_v3_large",
+    "mobilenet_v3": "mobilenet_v3_large",
+}
+
+
+def architecture_id(name: str) -> str | None:
+    """The architecture a name means, or None if no servable one."""
+    key = name.strip().lower()
+    key = ARCHITECTURE_ALIASES.get(key, key)
+    return key if key in ARCHITECTURES else None

@@ -19,8 +19,9 @@ from allcare.ml.runners import FEATURES, LOGITS, ModelOutput
 ONNX_OPSET = 17
 
 
-def resolve_torch_device(requested: str) -> str:
-    """``auto`` prefers cuda, then mps, then cpu; an explicit device must exist."""
+def resolve_torch_device(requested: str, setting: str = "MODEL_DEVICE") -> str:
+    """``auto`` prefers cuda, then mps, then cpu; an explicit device must exist. The one rule
+    for serving (MODEL_DEVICE) and training (RETRAIN_DEVICE)."""
     available = {
         "cuda": torch.cuda.is_available(),
         "mps": torch.backends.mps.is_available(),
@@ -30,8 +31,8 @@ def resolve_torch_device(requested: str) -> str:
         return next(device for device, present in available.items() if present)
     if not available.get(requested, False):
         raise ModelLoadError(
-            f"MODEL_DEVICE={requested}, but PyTorch finds no {requested} device here; "
-            "set MODEL_DEVICE=auto or cpu"
+            f"{setting}={requested}, but PyTorch finds no {requested} device here; "
+            f"set {setting}=auto or cpu"
         )
     return requested
 

@@ -12,17 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from allcare.ml.classes import ARCHITECTURES
+from allcare.ml.classes import ARCHITECTURES, architecture_id
 from allcare.services.errors import InvalidInput
 from allcare.services.registry import Pointer, Status, pointer
 from allcare.store.models import ModelVersion
 
-ALIASES = {
-    "efficientnet": "efficientnet_v2_m",
-    "resnet": "resnet50",
-    "mobilenet": "mobilenet_v3_large",
-    "mobilenet_v3": "mobilenet_v3_large",
-}
 LABELS = {
     "efficientnet_v2_m": "EfficientNetV2-M",
     "resnet50": "ResNet50",
@@ -31,9 +25,8 @@ LABELS = {
 
 
 def canonical_architecture(name: str) -> str:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in ARCHITECTURES:
+    key = architecture_id(name)
+    if key is None:
         raise InvalidInput(f"Unsupported architecture: {name}")
     return key
 

@@ -27,6 +27,7 @@ from allcare.ml.evaluation import evaluate
 from allcare.ml.loading import load_model, predict
 from allcare.ml.model_file import checkpoint, read_model
 from allcare.ml.photo import decode_photo, model_input_of
+from allcare.ml.torch_runtime import resolve_torch_device
 from allcare.ml.training import Progress, TrainingConfig, fine_tune
 from allcare.runtime import model_options
 from allcare.services.errors import InvalidInput
@@ -108,6 +109,7 @@ def train_from_folder(
         [lambda path=s.path: decode_photo(path.read_bytes()) for s in train],
         [s.label for s in train],
         run.config,
+        device=resolve_torch_device(settings.retrain_device, "RETRAIN_DEVICE"),
         seed=run.seed,
         on_progress=on_progress,
     )

@@ -30,6 +30,7 @@ from allcare.ml.evaluation import evaluate
 from allcare.ml.loading import LoadedModel, load_model, predict
 from allcare.ml.model_file import checkpoint, read_model
 from allcare.ml.photo import decode_photo, model_input_of
+from allcare.ml.torch_runtime import resolve_torch_device
 from allcare.ml.training import Progress, TrainingCancelled, TrainingConfig, fine_tune
 from allcare.runtime import Runtime, model_options
 from allcare.services.events import EventType, record_event
@@ -116,7 +117,7 @@ class TrainingRun:
             [self._loader(sample) for sample in train],
             [CLASS_NAMES.index(sample.label) for sample in train],
             config,
-            device=_device(self.settings.retrain_device),
+            device=resolve_torch_device(self.settings.retrain_device, "RETRAIN_DEVICE"),
             seed=int.from_bytes(self.version_id.encode()[-4:], "big"),
             on_progress=self._progress,
             should_stop=self._should_stop,
@@ -291,12 +292,6 @@ class TrainingRun:
 
     def _fail(self, reason: str, *, cancelled: bool = False) -> None:
         fail_run(self.db, self.version_id, reason, cancelled=cancelled)
-
-
-def _device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from allcare.api.schemas.admin import TrainingConfigIn, TriggerIn
 from allcare.api.schemas.common import IsoDateTime
 from allcare.runtime import Runtime
 from allcare.services import label_pool, registry, training_config
-from allcare.services.architecture_choice import architectures
+from allcare.services.architecture_choice import architectures, canonical_architecture
 from allcare.services.errors import Forbidden
 from allcare.services.events import list_events
 from allcare.services.principal import Role
@@ -79,7 +79,8 @@ def _default_architecture(session: Session, runtime: Runtime) -> str:
     if version is not None and version.architecture:
         return version.architecture
     config = training_config.current(session, runtime.settings)
-    return str(config.get("architecture") or runtime.settings.al_default_architecture)
+    configured = str(config.get("architecture") or runtime.settings.al_default_architecture)
+    return canonical_architecture(configured)
 
 
 @router.get("/admin/events")

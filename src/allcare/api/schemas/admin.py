@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from allcare.ml.classes import ARCHITECTURES
+from allcare.ml.classes import ARCHITECTURES, architecture_id
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 ModelStatus = Literal["training", "evaluating", "production", "archived", "failed", "rejected"]
@@ -28,9 +28,13 @@ class TrainingConfigIn(BaseModel):
     @field_validator("architecture")
     @classmethod
     def _servable(cls, value: str | None) -> str | None:
-        if value is not None and value not in ARCHITECTURES:
+        """The trigger's vocabulary (ids and legacy aliases), stored as the id."""
+        if value is None:
+            return None
+        known = architecture_id(value)
+        if known is None:
             raise ValueError(f"architecture must be one of: {', '.join(ARCHITECTURES)}")
-        return value
+        return known
 
 
 class PromoteIn(BaseModel):
