@@ -357,3 +357,45 @@ def test_unknown_and_not_yours_get_the_same_answer(api: Api) -> None:
             {"detail": "Unknown case_id; request one from POST /cases/next-id"},
         )
         assert (edited.status_code, edited.json()) == (404, {"detail": "Case not found"})
+
+
+def test_a_record_is_capped_so_a_case_list_stays_small(gp) -> None:
+    """64 symptoms of 10,000 characters made a 713 KB record (a 71 MB list of 100)."""
+    case_id = gp.post("/cases/next-id").json()["case_id"]
+    huge = app_decision(case_id, symptoms=["s" * 10_000] * 64)
+    response = gp.post("/cases", json=huge)
+    assert response.status_code == 413
+    assert "MAX_CASE_RECORD_BYTES" in response.json()["detail"]
+    assert gp.get("/cases").json() == {"cases": []}
+    gp.post("/cases", json=app_decision(case_id))
+    grown = gp.put(f"/cases/{case_id}", json={"symptoms": ["s" * 10_000] * 64})
+    assert grown.status_code == 413
+    [record] = gp.get("/cases").json()["cases"]
+    assert record["symptoms"] == ["Red marks", "Fair skin"]
+
+
+def test_a_case_names_only_its_owners_photos(api: Api) -> None:
+    api.add_user("gp1", "gp")
+    api.add_user("gp2", "gp")
+    gp1 = api.as_user("gp1")
+    case_id = gp1.post("/cases/next-id").json()["case_id"]
+    theirs = "gp2/c0000000-0000-4000-8000-000000000000.jpg"
+    for route in ("/cases", "/cases/reject", "/cases/uncertain"):
+        response = gp1.post(route, json=app_decision(case_id, image_paths=[theirs]))
+        assert response.status_code == 400, route
+        assert "image_paths[0] names a photo of another user" in response.json()["detail"]
+    assert gp1.get("/cases").json() == {"cases": []}
+    own = ["gp1/c0000000-0000-4000-8000-000000000000.jpg", "/data/user/0/gallery/1.jpg"]
+    assert gp1.post("/cases", json=app_decision(case_id, image_paths=own)).status_code == 200
+    assert gp1.put(f"/cases/{case_id}", json={"image_paths": [theirs]}).status_code == 400
+    assert gp1.get("/cases").json()["cases"][0]["image_paths"] == own
+
+
+@pytest.mark.parametrize("label", ["not_a_class", "unavailable", "MEL", "class_7"])
+def test_a_prediction_that_no_model_makes_is_refused(gp, label: str) -> None:
+    case_id = gp.post("/cases/next-id").json()["case_id"]
+    predictions = [{"label": label, "confidence": 0.9}]
+    response = gp.post("/cases", json=app_decision(case_id, predictions=predictions))
+    assert response.status_code == 422
+    assert "label must be a class of the model" in response.text
+    assert gp.get("/cases").json() == {"cases": []}

@@ -132,15 +132,23 @@ def test_data_stays_readable_when_encryption_is_turned_on_later(
 
 
 def test_missing_key_for_encrypted_data_is_a_loud_json_error(
-    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+    make_api: Callable[..., Api],
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Loud, but the key id and the reason go to the log, not to whoever asked."""
     encrypted = make_api(make_settings(encrypt_storage=True, data_encryption_key=ENCRYPTION_KEY))
     encrypted.add_user("gp1", "gp")
     image = store_photo(encrypted.runtime, "gp1", None)
     keyless = make_api(make_settings())
     response = keyless.client.get(f"/images/gp1/{image.id}.jpg")
     assert response.status_code == 500
-    assert "not configured" in response.json()["detail"]
+    assert response.json() == {
+        "detail": "Stored data could not be decrypted; the server log says why"
+    }
+    [logged] = [r.getMessage() for r in caplog.records if "Undecryptable" in r.getMessage()]
+    assert "not configured" in logged
+    assert image.id not in logged
 
 
 def test_a_failed_commit_leaves_neither_row_nor_file(api: Api, settings: Settings) -> None:

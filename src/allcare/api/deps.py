@@ -46,7 +46,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_case_service(session: SessionDep, runtime: RuntimeDep) -> CaseService:
-    return CaseService(session, runtime.sealer)
+    return CaseService(session, runtime.sealer, runtime.settings.max_case_record_bytes)
 
 
 CasesDep = Annotated[CaseService, Depends(get_case_service)]

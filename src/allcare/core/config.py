@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     max_json_body_bytes: int = Field(1_000_000, ge=1024)
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    max_case_record_bytes: int = Field(65536, ge=4096, le=1_000_000)
     http_max_header_bytes: int = Field(65536, ge=4096, le=16 * 1024 * 1024)
     http_header_timeout_s: float = Field(10.0, gt=0, le=3600)
     http_body_idle_timeout_s: float = Field(30.0, gt=0, le=3600)

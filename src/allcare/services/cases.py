@@ -11,7 +11,7 @@ from sqlalchemy import Select, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc, wire_time
-from allcare.services.errors import Forbidden, InvalidInput, NotFound
+from allcare.services.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from allcare.services.label_fields import label_fields
 from allcare.services.principal import Principal, Role
 from allcare.store.crypto import Sealer
@@ -19,6 +19,9 @@ from allcare.store.db import CASE_COUNTER, begin_write, next_value
 from allcare.store.models import Case, CaseDecision, Image
 
 MAX_CASE_ID_DIGITS = 15
+# A case's own fields (notes, symptoms, paths...): a few KB in practice. The cap keeps one
+# record, and so a list of 100 of them, small (a 713 KB record made a 71 MB list).
+DEFAULT_MAX_RECORD_BYTES = 65536
 CASE_NOT_FOUND = "Case not found"
 # Where a caller names a case to add to: the same answer whether it does not exist or is not
 # theirs, so the answer never tells one from the other.
@@ -40,6 +43,16 @@ class EntryType(StrEnum):
     REJECT = "reject"
 
 
+def server_photo_owner(path: str) -> str | None:
+    """The owner segment of a path the app loads from this server (``<user>/<file>``: has a
+    '/', no '\\', no leading '/', not a URL); None for a photo kept on the phone."""
+    if "/" not in path or "\\" in path or path.startswith("/"):
+        return None
+    if path.lower().startswith(("http://", "https://")):
+        return None
+    return path.split("/", 1)[0]
+
+
 def parse_case_id(text: str) -> int:
     value = text.strip()
     if not value or not value.isascii() or not value.isdigit() or len(value) > MAX_CASE_ID_DIGITS:
@@ -48,9 +61,12 @@ def parse_case_id(text: str) -> int:
 
 
 class CaseService:
-    def __init__(self, session: Session, sealer: Sealer) -> None:
+    def __init__(
+        self, session: Session, sealer: Sealer, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    ) -> None:
         self.session = session
         self._sealer = sealer
+        self._max_record_bytes = max_record_bytes
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -119,6 +135,7 @@ class CaseService:
             case = self._allocated(principal)
         if not fields.get("created_at"):
             fields["created_at"] = wire_time(now)
+        self._check_fields(principal, case, fields)
         if case.owner_id == principal.user_id:
             case.owner_role = principal.role.value
         case.state = CaseState.DECIDED
@@ -144,6 +161,7 @@ class CaseService:
             raise NotFound(CASE_NOT_FOUND)
         details = self.open_details(case)
         details.update(changes)
+        self._check_fields(principal, case, details)
         if "status" in changes:
             case.status = changes["status"]
         case.details = self._seal(case.id, details)
@@ -151,6 +169,24 @@ class CaseService:
         self._append_history(case, principal, "edit", changes)
         self.session.commit()
         return case
+
+    def _check_fields(self, principal: Principal, case: Case, fields: dict[str, Any]) -> None:
+        """A record stays small, and names only its owner's (or the caller's) server photos:
+        a path the app would load from this server must not point at another user's photo."""
+        size = len(json.dumps(fields).encode())
+        if size > self._max_record_bytes:
+            raise PayloadTooLarge(
+                f"Case record too large: {size} bytes; the limit is {self._max_record_bytes} "
+                "(MAX_CASE_RECORD_BYTES)"
+            )
+        allowed = {principal.user_id, case.owner_id}
+        for index, path in enumerate(fields.get("image_paths") or []):
+            owner = server_photo_owner(path)
+            if owner is not None and owner not in allowed:
+                raise InvalidInput(
+                    f"image_paths[{index}] names a photo of another user; a case holds only "
+                    "its owner's photos"
+                )
 
     def _allocated(self, principal: Principal) -> Case:
         case = self.session.get(Case, self._allocate(principal), populate_existing=True)

@@ -11,7 +11,7 @@ from allcare.api.schemas.common import (
     IsoTimestamp,
     LongText,
     PathText,
-    Prediction,
+    PredictionIn,
     ShortText,
     StatusText,
 )
@@ -24,7 +24,7 @@ class _CaseFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    predictions: list[Prediction] = Field(default_factory=list, max_length=64)
+    predictions: list[PredictionIn] = Field(default_factory=list, max_length=64)
     image_paths: list[PathText] = Field(default_factory=list, max_length=64)
     symptoms: list[LongText] = Field(default_factory=list, max_length=64)
     gender: ShortText | None = None
@@ -53,7 +53,7 @@ class RejectCaseIn(_CaseFields):
 class CaseUpdateIn(_CaseFields):
     """Only the fields present (and not null) are applied."""
 
-    predictions: list[Prediction] | None = Field(None, max_length=64)  # type: ignore[assignment]
+    predictions: list[PredictionIn] | None = Field(None, max_length=64)  # type: ignore[assignment]
     image_paths: list[PathText] | None = Field(None, max_length=64)  # type: ignore[assignment]
     symptoms: list[LongText] | None = Field(None, max_length=64)  # type: ignore[assignment]
     status: StatusText | None = None

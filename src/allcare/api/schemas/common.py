@@ -14,6 +14,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from allcare.ml.classes import CLASS_NAMES
+
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=10_000)]
 PathText = Annotated[str, StringConstraints(max_length=1024)]
@@ -47,6 +49,21 @@ class Prediction(BaseModel):
 
     label: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     confidence: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+def _model_class(label: str) -> str:
+    if label not in CLASS_NAMES:
+        raise ValueError(f"label must be a class of the model: {', '.join(CLASS_NAMES)}")
+    return label
+
+
+class PredictionIn(Prediction):
+    """A prediction a client stores with a case: only what a model of this server can say
+    (the legacy placeholder ``unavailable`` is no prediction, D18)."""
+
+    label: Annotated[
+        str, StringConstraints(min_length=1, max_length=64), AfterValidator(_model_class)
+    ]
 
 
 class StatusOut(BaseModel):
