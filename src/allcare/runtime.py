@@ -16,7 +16,7 @@ from allcare.core.tokens import TokenCodec, resolve_jwt_secret
 from allcare.ml.classes import ARCHITECTURES, architecture_id
 from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
-from allcare.services.throttle import LoginThrottle, RateLimit
+from allcare.services.throttle import LoginThrottle, MissLimit, RateLimit
 from allcare.services.users import Authenticator, import_legacy_users
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
@@ -50,6 +50,7 @@ class Runtime:
     login_throttle: LoginThrottle
     authenticator: Authenticator
     upload_rate: RateLimit
+    url_misses: MissLimit
     opened_probabilities: OpenedProbabilities = field(
         default_factory=lambda: _opened_probabilities(), init=False
     )
@@ -139,6 +140,7 @@ class Runtime:
                 window_s=settings.login_failure_window_s,
             ),
             upload_rate=RateLimit(settings.upload_rate_per_minute),
+            url_misses=MissLimit(settings.image_url_misses_per_minute),
             authenticator=Authenticator(db, parallel=settings.thread_budget[0]),
         )
         try:

@@ -82,7 +82,7 @@ def test_refused_attempts_are_recorded_with_who_tried(clinic: Api) -> None:
         ("case.label", "gp2", f"case:{case_id}", "denied", 403),
         ("auth.login", "gp1", "user:gp1", "denied", 401),
         ("auth.login", None, "user:?", "denied", 401),
-        ("case.decide", "gp1", "case", "invalid", 400),
+        ("case.decide", "gp1", "case:nonsense", "invalid", 400),
     ]
     with clinic.runtime.db.session() as session:
         everything = " ".join(
@@ -202,3 +202,34 @@ def test_a_classification_only_upload_is_audited_as_such_however_spelled(
     assert response.status_code == 200
     assert stored_counts(clinic) == (0, 0)
     assert trail(clinic)[-1]["action"] == "image.classify"
+
+
+def test_every_refusal_names_its_target_and_the_datas_owner(clinic: Api) -> None:
+    """Refused attempts on another user's case, by any route and any identity, record which
+    case and whose it is; refusals on the admin and model routes are recorded too."""
+    gp1, gp2 = clinic.as_user("gp1"), clinic.as_user("gp2")
+    case_id = gp1.post("/cases/next-id").json()["case_id"]
+    gp1.post("/cases", json={"case_id": case_id})
+    before = len(trail(clinic))
+    assert gp2.post("/cases", json={"case_id": case_id}).status_code == 404
+    assert gp2.post("/cases/reject", json={"case_id": case_id}).status_code == 404
+    assert upload(clinic.client, camera("gp2"), sharp_photo(), case_id=case_id).status_code == 404
+    ghost = upload(clinic.client, camera("nobody"), sharp_photo(), case_id=case_id)
+    assert ghost.status_code == 401
+    assert clinic.as_user("doc1").put(f"/cases/{case_id}", json={"age": "9"}).status_code == 403
+    assert gp2.get("/admin/models").status_code == 403
+    assert gp2.post("/model/retrain", json={}).status_code == 403
+    assert clinic.client.post("/admin/models/v20260101_001/promote", json={}).status_code == 401
+    steps = trail(clinic)[before:]
+    steps = [s for s in steps if s["action"] != "auth.login"]  # doc1's sign-in
+    assert [(s["action"], s["resource"], s["owner"], s["outcome"]) for s in steps] == [
+        ("case.decide", f"case:{case_id}", "gp1", "not_found"),
+        ("case.reject", f"case:{case_id}", "gp1", "not_found"),
+        ("image.upload", f"case:{case_id}", "gp1", "not_found"),
+        ("image.upload", f"case:{case_id}", "gp1", "denied"),
+        ("case.update", f"case:{case_id}", "gp1", "denied"),
+        ("admin.request", "route:GET /admin/models", None, "denied"),
+        ("admin.request", "route:POST /model/retrain", None, "denied"),
+        ("admin.request", "version:v20260101_001", None, "denied"),
+    ]
+    assert [s["actor"] for s in steps] == ["gp2", "gp2", "gp2", None, "doc1", "gp2", "gp2", None]

@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -225,3 +226,34 @@ def _image_rows(api: Api) -> int:
 
 def _blob_files(root: Path) -> list[Path]:
     return [p for p in (root / "blobs").rglob("*") if p.is_file()]
+
+
+def test_guessing_image_addresses_is_slowed_and_cheap_to_audit(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    """Each miss took the write lock for an audit row, without limit. Now a client address
+    gets IMAGE_URL_MISSES_PER_MINUTE misses, then 429 for every lookup (a hit included, so the
+    answers tell nothing); the refusals of one spell make one audit row, every hit its own."""
+    api = make_api(make_settings(image_url_misses_per_minute=5, forwarded_allow_ips="testclient"))
+    api.add_user("gp1", "gp")
+    image = store_photo(api.runtime, "gp1", None)
+    guesser = {"X-Forwarded-For": "10.6.6.6"}
+    statuses = [
+        api.client.get(f"/images/gp1/{uuid.uuid4()}.jpg", headers=guesser).status_code
+        for _ in range(40)
+    ]
+    assert statuses == [404] * 5 + [429] * 35
+    refused = api.client.get(f"/images/gp1/{image.id}.jpg", headers=guesser)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    clinic = {"X-Forwarded-For": "10.0.0.7"}
+    assert api.client.get(f"/images/gp1/{image.id}.jpg", headers=clinic).status_code == 200
+    with api.runtime.db.session() as session:
+        rows = [
+            (e.outcome, e.client)
+            for e in session.scalars(select(AccessEvent).order_by(AccessEvent.id))
+        ]
+    assert rows == [("not_found", "10.6.6.6")] * 5 + [
+        ("throttled", "10.6.6.6"),
+        ("ok", "10.0.0.7"),
+    ]

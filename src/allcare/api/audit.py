@@ -36,7 +36,11 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/active-learning/candidates"): "candidates.list",
     ("GET", "/admin/labels"): "labels.list",
     ("GET", "/admin/audit"): "audit.read",
+    ("GET", "/images/{user_id}/{file_name}"): "image.view",
 }
+
+
+ADMIN_PREFIXES = ("/admin/", "/model/")
 
 
 def note(request: Request, *, resource: str | None = None, owner: str | None = None) -> None:
@@ -66,11 +70,10 @@ def outcome(status: int) -> str:
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})  # what the route reads as true
 
 
-def _predict_only(scope: Scope) -> bool:
-    """The query parameter as the route parses it (``1``, ``yes``, ``on`` ... too)."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    values = query.get("predict_only", [])
-    return bool(values) and values[-1].strip().lower() in _TRUE
+def _query(scope: Scope, name: str) -> str | None:
+    """A query parameter as the route reads it (the last one given)."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[-1].strip() if values else None
 
 
 class AuditMiddleware:
@@ -97,18 +100,29 @@ class AuditMiddleware:
                 await self._write(scope, entry)
 
     def _entry(self, scope: Scope, status: int) -> dict[str, Any] | None:
-        route = scope.get("route")
-        action = ACTIONS.get((scope["method"], getattr(route, "path", "")))
+        path = getattr(scope.get("route"), "path", "")
+        action = ACTIONS.get((scope["method"], path))
+        if action is None and path.startswith(ADMIN_PREFIXES):
+            action = "admin.request"  # every model, training and registry call, refusals too
         if action is None:
             return None
         state = scope.get("state") or {}
+        if state.get("audit_skip"):
+            return None  # recorded elsewhere (a served photo), or a repeat of a refusal
         principal: Principal | None = state.get("principal")
         params = scope.get("path_params") or {}
         resource = state.get("audit_resource")
         if resource is None and "case_id" in params:
             resource = f"case:{str(params['case_id'])[:40]}"
-        if action == "image.upload" and _predict_only(scope):
-            action = "image.classify"
+        if resource is None and action == "admin.request":
+            version = params.get("version_id")
+            resource = f"version:{version[:40]}" if version else f"route:{scope['method']} {path}"
+        if action == "image.upload":
+            if (_query(scope, "predict_only") or "").lower() in _TRUE:
+                action = "image.classify"
+            target = _query(scope, "case_id")
+            if resource is None and target:
+                resource = f"case:{target[:40]}"  # refused before the route ran (401, 422)
         actor = principal.user_id if principal else state.get("audit_actor")
         client = scope.get("client")
         return {
@@ -117,7 +131,9 @@ class AuditMiddleware:
             "outcome": outcome(status),
             "status_code": status,
             "actor_id": actor if actor and is_valid_user_id(actor) else None,
-            "actor_kind": principal.method.value if principal else "unauthenticated",
+            "actor_kind": principal.method.value
+            if principal
+            else state.get("audit_actor_kind", "unauthenticated"),
             "owner_id": state.get("audit_owner"),
             "client": client[0] if client else None,
         }

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
     login_failure_window_s: float = Field(900.0, ge=1)
     upload_rate_per_minute: int = Field(60, ge=1, le=100_000)
+    image_url_misses_per_minute: int = Field(30, ge=1, le=100_000)
 
     model_path: Path | None = None
     model_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

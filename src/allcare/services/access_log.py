@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc, wire_time
 from allcare.store.db import Database, begin_write
-from allcare.store.models import AccessEvent
+from allcare.store.models import AccessEvent, Case, Image
 
 log = logging.getLogger(__name__)
+IMAGE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 FIELDS = (
     "id", "at", "actor_id", "actor_kind", "action", "resource", "owner_id", "client", "outcome",
     "status_code",
@@ -166,6 +168,7 @@ class AccessWriter:
         try:
             rows = [_row(entry) for entry, _ in batch]
             with self._db.session() as session:
+                _fill_owners(session, rows)
                 begin_write(session)
                 # A Core insert: one of these follows every audited request.
                 session.execute(insert(AccessEvent.__table__), rows)
@@ -178,6 +181,35 @@ class AccessWriter:
             return
         for done in waiting:
             done.set_result(None)
+
+
+def _fill_owners(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Whose data a record concerns, where the route could not say: a refused attempt on a
+    case or photo (404, 403) names its target, and the owner is looked up here, off the
+    request's path. One query per kind for the whole batch."""
+    lookups = {"case": (Case, _digits), "image": (Image, _uuid)}
+    for kind, (table, parse) in lookups.items():
+        wanted: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows:
+            prefix, _, key = row["resource"].partition(":")
+            parsed = parse(key) if prefix == kind and row.get("owner_id") is None else None
+            if parsed is not None:
+                wanted.setdefault(parsed, []).append(row)
+        if not wanted:
+            continue
+        found = session.execute(select(table.id, table.owner_id).where(table.id.in_(wanted)))
+        for key, owner in found:
+            for row in wanted[key]:
+                row["owner_id"] = owner
+    session.rollback()
+
+
+def _digits(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 15 else None
+
+
+def _uuid(text: str) -> str | None:
+    return text if IMAGE_ID.fullmatch(text) else None
 
 
 def _row(entry: dict[str, Any]) -> dict[str, Any]:

@@ -137,25 +137,33 @@ class ImageService:
         return None if values is None else self._sealer.seal(vectors.pack(values), context)
 
     def open_for_url(self, user_id: str, file_name: str, client: str | None) -> ServedImage:
-        """The unauthenticated image URL: only an existing image of that owner, view recorded."""
+        """The unauthenticated image URL: only an existing image of that owner. A view is
+        recorded in the transaction that serves it; a miss takes no write lock here (the audit
+        middleware records it, rate-limited per address)."""
         match = IMAGE_FILE_PATTERN.fullmatch(file_name)
-        begin_write(self.session)
         image = (
             self.session.get(Image, match.group(1)) if match and is_valid_user_id(user_id) else None
         )
-        found = image is not None and image.owner_id == user_id
+        if image is None or image.owner_id != user_id:
+            self.session.rollback()
+            raise NotFound(IMAGE_NOT_FOUND)
+        begin_write(self.session)
         record_access(
             self.session,
             action="image.view",
-            resource=f"image:{match.group(1) if match else '-'}",
-            outcome="ok" if found else "not_found",
+            resource=f"image:{image.id}",
+            outcome="ok",
             actor_id=None,
             actor_kind="anonymous_url",
-            owner_id=user_id if found else None,
+            owner_id=user_id,
             client=client,
         )
         self.session.commit()
-        if not found or image is None:
-            raise NotFound(IMAGE_NOT_FOUND)
         data = self._blobs.read(image.blob_key, IMAGE_NAMESPACE, image.id)
         return ServedImage(data=data, content_type=image.content_type, sha256=image.sha256)
+
+
+def url_resource(file_name: str) -> str:
+    """What an image URL names, for the audit: the photo's id, or '-' for anything else."""
+    match = IMAGE_FILE_PATTERN.fullmatch(file_name)
+    return f"image:{match.group(1) if match else '-'}"

@@ -101,6 +101,14 @@ class RateLimit:
                 f"Too many photos in a short time; retry in {wait} s", retry_after=wait
             )
 
+    def peek(self, key: str) -> int | None:
+        """What ``take`` would answer, without taking."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            return None if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / self.rate))
+
     def take(self, key: str) -> int | None:
         """None when allowed, else the seconds until the next request would be."""
         with self._lock:
@@ -185,3 +193,29 @@ class LoginAttempt:
         if self._open:
             self._open = False
             self._throttle._settle(self._user_key, self._address, failed=failed)
+
+
+class MissLimit:
+    """Image URLs naming no stored photo, per client address: someone walking random UUIDs.
+    Past the rate every lookup from that address is refused, found or not (so the answers
+    tell nothing), until the bucket refills; only the first refusal of each such spell is
+    worth an audit row."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._bucket = RateLimit(per_minute, clock)
+        self._recorded: OrderedDict[str, None] = OrderedDict()
+
+    def refusal(self, address: str) -> tuple[int, bool] | None:
+        """None if the address may look up; else (seconds to wait, whether to record it)."""
+        wait = self._bucket.peek(address)
+        if wait is None:
+            self._recorded.pop(address, None)
+            return None
+        first = address not in self._recorded
+        self._recorded[address] = None
+        while len(self._recorded) > MAX_KEYS:
+            self._recorded.popitem(last=False)
+        return wait, first
+
+    def missed(self, address: str) -> None:
+        self._bucket.take(address)

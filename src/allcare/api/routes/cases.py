@@ -34,7 +34,7 @@ def next_case_id(principal: PrincipalDep, cases: CasesDep, request: Request) -> 
 def release_case_id(
     body: ReleaseIdIn, principal: PrincipalDep, cases: CasesDep, request: Request
 ) -> ReleaseIdOut:
-    note(request, resource=f"case:{body.case_id[:40]}", owner=principal.user_id)
+    note(request, resource=f"case:{body.case_id[:40]}")  # whose it is: the audit looks it up
     return ReleaseIdOut(**cases.release(principal, body.case_id))
 
 
@@ -59,6 +59,13 @@ def list_cases(
     return {"cases": records}
 
 
+def _note_target(request: Request, case_id: str) -> None:
+    """The case a decision names, recorded before the service may refuse it: a refused attempt
+    on someone else's case keeps its target (and the audit finds the owner)."""
+    if case_id.strip():
+        note(request, resource=f"case:{case_id.strip()[:40]}")
+
+
 def _scope(principal: Principal) -> str | None:
     """Whose cases a list can show: the GP's own, or (doctor, admin) everyone's."""
     return None if principal.sees_all_cases else principal.user_id
@@ -68,6 +75,7 @@ def _scope(principal: Principal) -> str | None:
 def log_case(
     body: CaseLogIn, principal: PrincipalDep, cases: CasesDep, request: Request
 ) -> CaseLoggedOut:
+    _note_target(request, body.case_id)
     case = cases.record_decision(principal, EntryType.CASE, body.model_dump())
     note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(
@@ -79,6 +87,7 @@ def log_case(
 def log_uncertain(
     body: CaseLogIn, principal: PrincipalDep, cases: CasesDep, request: Request
 ) -> CaseLoggedOut:
+    _note_target(request, body.case_id)
     case = cases.record_decision(principal, EntryType.UNCERTAIN, body.model_dump())
     note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(
@@ -91,6 +100,7 @@ def reject_case(
     body: RejectCaseIn, principal: PrincipalDep, cases: CasesDep, request: Request
 ) -> CaseLoggedOut:
     fields = body.model_dump() | {"status": "rejected"}
+    _note_target(request, body.case_id)
     case = cases.record_decision(principal, EntryType.REJECT, fields)
     note(request, resource=f"case:{case.id}", owner=case.owner_id)
     return CaseLoggedOut(status="ok", message="rejected_logged", case_id=str(case.id))

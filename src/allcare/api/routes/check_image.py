@@ -38,6 +38,8 @@ async def check_image(
     A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere.
     Each user may send UPLOAD_RATE_PER_MINUTE photos a minute (bursts as large), counted apart
     for the camera's header identity per client address; then 429."""
+    if case_id:
+        note(request, resource=f"case:{case_id.strip()[:40]}")  # kept if the upload is refused
     address = request.client.host if request.client else None
     uploader = uploader_key(principal, address)
     runtime.upload_rate.check(uploader)

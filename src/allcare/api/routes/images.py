@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from allcare.api.deps import ImagesDep
+from allcare.api.audit import note
+from allcare.api.deps import ImagesDep, RuntimeDep
+from allcare.services.errors import NotFound
+from allcare.services.images import url_resource
 
 router = APIRouter(tags=["images"])
 
@@ -10,12 +13,36 @@ router = APIRouter(tags=["images"])
 @router.get(
     "/images/{user_id}/{file_name}",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "Unknown image"}},
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        404: {"description": "Unknown image"},
+        429: {"description": "Too many unknown image addresses from this client"},
+    },
 )
-def image_by_url(user_id: str, file_name: str, request: Request, images: ImagesDep) -> Response:
-    """No credentials (the app's image widget sends none): the random UUID is the protection."""
-    client = request.client.host if request.client else None
-    image = images.open_for_url(user_id, file_name, client)
+def image_by_url(
+    user_id: str, file_name: str, request: Request, images: ImagesDep, runtime: RuntimeDep
+) -> Response:
+    """No credentials (the app's image widget sends none): the random UUID is the protection,
+    so a client address that keeps naming photos that do not exist is slowed down (past
+    IMAGE_URL_MISSES_PER_MINUTE, 429 for every lookup from there)."""
+    client = request.client.host if request.client else "-"
+    request.state.audit_actor_kind = "anonymous_url"
+    note(request, resource=url_resource(file_name))
+    refusal = runtime.url_misses.refusal(client)
+    if refusal is not None:
+        wait, record = refusal
+        request.state.audit_skip = not record
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"Too many unknown image addresses; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        image = images.open_for_url(user_id, file_name, client)
+    except NotFound:
+        runtime.url_misses.missed(client)
+        raise
+    request.state.audit_skip = True  # recorded in the transaction that served it
     return Response(
         image.data,
         media_type=image.content_type,
