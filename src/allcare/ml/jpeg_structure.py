@@ -24,8 +24,9 @@ _NO_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn stand alone
 _FRAMES = {m for m in range(0xC0, 0xD0) if m not in (DHT, 0xC8, DAC)}
 _DECODER_NEEDS = {*_FRAMES, DHT, DAC, DQT, DRI, DNL, SOS}
 # The next marker inside entropy-coded data: 0xFF not followed by stuffing (0x00), a restart
-# marker or more fill bytes.
-_MARKER_IN_SCAN = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+# marker or a fill byte; after fill bytes this matches at the last 0xFF, where the marker is.
+# (A pattern with "\xff+" made the search 30 times slower, 6 ms for a 750 KB photo.)
+_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 JFIF_IDENTIFIER = b"JFIF\x00"
 JFIF_WITHOUT_THUMBNAIL_LENGTH = 16
 ICC_IDENTIFIER = b"ICC_PROFILE\x00\x01\x01"  # a profile in one segment (chunk 1 of 1)
@@ -86,7 +87,7 @@ def read_layout(data: bytes, *, max_segments: int) -> JpegLayout:
             raise CorruptJpeg("truncated marker segment")
         if marker == SOS:
             found = _MARKER_IN_SCAN.search(data, end)
-            end = found.end() - 2 if found else len(data)
+            end = found.start() if found else len(data)
         segments.append(Segment(marker, start, end))
         pos = end
     return JpegLayout(
