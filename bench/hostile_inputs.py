@@ -140,13 +140,14 @@ def login_burst(folder: Path) -> None:
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
         "LOGIN_MAX_FAILURES_PER_ADDRESS": "40",
     }
-    subprocess.run(
-        [PYTHON, "-m", "allcare", "users", "add", "gp1", "--role", "gp", "--password-stdin"],
-        input=b"right-password-1\n",
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    for user in ("gp1", "gp2"):  # gp1 is the account guessed at, gp2 logs in meanwhile
+        subprocess.run(
+            [PYTHON, "-m", "allcare", "users", "add", user, "--role", "gp", "--password-stdin"],
+            input=b"right-password-1\n",
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     server = subprocess.Popen([PYTHON, "-m", "allcare", "serve"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -184,7 +185,7 @@ def login_burst(folder: Path) -> None:
         with ThreadPoolExecutor(41) as pool:
             bogus = [pool.submit(attempt, f"nobody{n}", "wrong", "10.6.6.6") for n in range(40)]
             time.sleep(0.3)
-            other = attempt("gp1", "right-password-1", "10.0.0.7")
+            other = attempt("gp2", "right-password-1", "10.0.0.7")
             slowest = max(future.result()[1] for future in bogus)
         print(
             f"a GP's login from another address behind 40 queued bogus logins: {other[0]} in "
