@@ -38,7 +38,9 @@ def test_accounts_made_before_the_legacy_password_flag_keep_the_old_truncation(
         with db.session() as session:
             session.add(User(id="new", password_hash="x", role="gp"))
             session.commit()
-            flags = dict(session.execute(select(User.id, User.legacy_password)).tuples().all())
+            flags = {
+                row[0]: row[1] for row in session.execute(select(User.id, User.legacy_password))
+            }
         assert flags == {"old": True, "new": False}
     finally:
         db.dispose()

@@ -172,7 +172,12 @@ class TrainingSupervisor:
     def _wait(self, version_id: str, worker: subprocess.Popen[bytes]) -> None:
         code = worker.wait()
         self._workers.pop(version_id, None)
-        self.finish(version_id, _exit_reason(code))
+        try:
+            self.finish(version_id, _exit_reason(code))
+        except Exception:
+            # The database went away meanwhile: the next start-up's reconciliation (or the
+            # heartbeat timeout) ends the run instead.
+            log.exception("Could not record the end of training %s", version_id)
 
     def finish(self, version_id: str, exit_reason: str) -> None:
         """The worker is gone: record its death if it recorded nothing, apply a promotion the
