@@ -179,8 +179,8 @@ def login_burst(folder: Path) -> None:
             outcomes = [future.result()[0] for future in guesses]
         print(
             f"60 parallel wrong guesses for one account: {outcomes.count(401)} checked (401), "
-            f"{outcomes.count(429)} refused at once (429); the right password sent meanwhile: "
-            f"{right[0]} in {right[1]:.2f} s"
+            f"{outcomes.count(429)} refused without a check (429); the right password sent "
+            f"meanwhile: {right[0]} in {right[1]:.2f} s"
         )
         with ThreadPoolExecutor(41) as pool:
             bogus = [pool.submit(attempt, f"nobody{n}", "wrong", "10.6.6.6") for n in range(40)]

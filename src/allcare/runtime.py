@@ -16,7 +16,8 @@ from allcare.core.tokens import TokenCodec, resolve_jwt_secret
 from allcare.ml.classes import ARCHITECTURES, architecture_id
 from allcare.services.access_log import AccessWriter
 from allcare.services.errors import InvalidInput
-from allcare.services.throttle import LoginThrottle, MissLimit, RateLimit
+from allcare.services.login_throttle import LoginThrottle
+from allcare.services.throttle import MissLimit, RateLimit
 from allcare.services.users import Authenticator, import_legacy_users
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer

@@ -254,3 +254,17 @@ def test_nobody_naming_a_gp_can_use_up_that_gps_uploads(
     assert upload(api.client, api.headers("gp7")).status_code == 200
     own_camera = camera("gp7") | {"X-Forwarded-For": "10.0.0.7"}
     assert upload(api.client, own_camera).status_code == 200
+
+
+def test_phones_sharing_an_account_all_log_in_at_once(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings]
+) -> None:
+    """Attempts still being checked hold the next ones back rather than refuse them: twelve
+    right logins of one account at once (more than LOGIN_MAX_FAILURES) all get in."""
+    api = make_api(make_settings(login_max_failures=5, forwarded_allow_ips="127.0.0.1"))
+    add_costly_account(api, "gp1")
+    with live_server(api.client.app) as url, ThreadPoolExecutor(12) as pool:
+        logins = [
+            pool.submit(timed_login, url, "gp1", PASSWORD, f"10.0.2.{n}") for n in range(12)
+        ]
+        assert [future.result()[0] for future in logins] == [200] * 12

@@ -1,7 +1,6 @@
-"""Abuse limits kept in memory (one server process per STORAGE_ROOT): failed logins per
-username and per client address, and photo uploads per user.
-
-Both answer how many seconds to wait, for a 429 with ``Retry-After``.
+"""Rate limits kept in memory (one server process per STORAGE_ROOT): photo uploads per
+uploader, and image URLs naming no photo per client address. Each answers how many seconds to
+wait, for a 429 with ``Retry-After``. Failed logins: ``login_throttle``.
 """
 
 from __future__ import annotations
@@ -9,77 +8,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 from allcare.services.errors import TooManyRequests
 
 MAX_KEYS = 100_000  # beyond this the least recently seen keys are forgotten
-
-
-class FailureThrottle:
-    """A key with ``limit`` failures inside ``window_s`` is refused until the oldest of them
-    leaves the window (a sliding window: no reset a bot could wait for).
-
-    Attempts still being checked count as failures until they are settled: a burst of
-    parallel guesses is admitted only up to the limit, however long the password check takes.
-    """
-
-    def __init__(
-        self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._pending: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def retry_after(self, key: str) -> int | None:
-        with self._lock:
-            return self._retry_after(key)
-
-    def admit(self, key: str) -> int | None:
-        """None, with one attempt pending for ``key``, or the seconds to wait (nothing pending)."""
-        with self._lock:
-            wait = self._retry_after(key)
-            if wait is None:
-                self._pending[key] += 1
-            return wait
-
-    def settle(self, key: str, *, failed: bool) -> None:
-        """An admitted attempt ended: a failure is remembered, anything else only un-pends."""
-        with self._lock:
-            self._pending[key] -= 1
-            if self._pending[key] <= 0:
-                del self._pending[key]
-            if failed:
-                self._record(key)
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-    def _retry_after(self, key: str) -> int | None:
-        failures = self._recent(key) if key in self._failures else ()
-        if len(failures) + self._pending[key] < self.limit:
-            return None
-        if len(failures) < self.limit:  # full only with attempts still being checked
-            return max(1, math.ceil(self.window_s))
-        return max(1, math.ceil(failures[0] + self.window_s - self._clock()))
-
-    def _record(self, key: str) -> None:
-        self._recent(key).append(self._clock())
-        self._failures.move_to_end(key)
-        while len(self._failures) > MAX_KEYS:
-            self._failures.popitem(last=False)
-
-    def _recent(self, key: str) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        horizon = self._clock() - self.window_s
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return failures
 
 
 class RateLimit:
@@ -123,76 +57,6 @@ class RateLimit:
             while len(self._buckets) > MAX_KEYS:
                 self._buckets.popitem(last=False)
             return None
-
-
-class LoginThrottle:
-    """Failed logins counted per username (guessing one account's password) and per client
-    address (trying many accounts). Either over its limit refuses every attempt, a right
-    password included, until the window has moved past the oldest failure. An attempt counts
-    from the moment it is admitted, before its password is checked."""
-
-    def __init__(
-        self,
-        per_user: int,
-        per_address: int,
-        window_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._users = FailureThrottle(per_user, window_s, clock)
-        self._addresses = FailureThrottle(per_address, window_s, clock)
-
-    def begin(self, username: str, address: str | None) -> LoginAttempt:
-        """Admit one attempt (pending on both counts) or raise 429 without admitting it."""
-        user_key = username[:128]
-        wait = self._users.admit(user_key)
-        if wait is None and address:
-            wait = self._addresses.admit(address)
-            if wait is not None:
-                self._users.settle(user_key, failed=False)
-        if wait is not None:
-            raise TooManyRequests(
-                f"Too many failed login attempts; retry in {wait} s", retry_after=wait
-            )
-        return LoginAttempt(self, user_key, address)
-
-    def _settle(self, user_key: str, address: str | None, *, failed: bool) -> None:
-        self._users.settle(user_key, failed=failed)
-        if address:
-            self._addresses.settle(address, failed=failed)
-
-    def _forget_user(self, user_key: str) -> None:
-        self._users.clear(user_key)
-
-
-class LoginAttempt:
-    """One admitted login; ends as a failure, a success, or (an error, a cancelled request)
-    neither. As a context manager it always ends, so nothing stays pending."""
-
-    def __init__(self, throttle: LoginThrottle, user_key: str, address: str | None) -> None:
-        self._throttle = throttle
-        self._user_key = user_key
-        self._address = address
-        self._open = True
-
-    def failed(self) -> None:
-        self._end(failed=True)
-
-    def succeeded(self) -> None:
-        """A right password forgets the account's failures (not the address's)."""
-        self._end(failed=False)
-        self._throttle._forget_user(self._user_key)
-
-    def __enter__(self) -> LoginAttempt:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self._open:
-            self._end(failed=False)
-
-    def _end(self, *, failed: bool) -> None:
-        if self._open:
-            self._open = False
-            self._throttle._settle(self._user_key, self._address, failed=failed)
 
 
 class MissLimit:

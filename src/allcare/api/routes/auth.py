@@ -19,7 +19,7 @@ async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOu
     request.state.audit_actor = body.username
     note(request, resource=f"user:{body.username if is_valid_user_id(body.username) else '?'}")
     address = request.client.host if request.client else None
-    with runtime.login_throttle.begin(body.username, address) as attempt:
+    with await runtime.login_throttle.begin(body.username, address) as attempt:
         user = await runtime.authenticator.authenticate(body.username, body.password, address)
         if user is None:
             attempt.failed()
