@@ -264,7 +264,5 @@ def test_phones_sharing_an_account_all_log_in_at_once(
     api = make_api(make_settings(login_max_failures=5, forwarded_allow_ips="127.0.0.1"))
     add_costly_account(api, "gp1")
     with live_server(api.client.app) as url, ThreadPoolExecutor(12) as pool:
-        logins = [
-            pool.submit(timed_login, url, "gp1", PASSWORD, f"10.0.2.{n}") for n in range(12)
-        ]
+        logins = [pool.submit(timed_login, url, "gp1", PASSWORD, f"10.0.2.{n}") for n in range(12)]
         assert [future.result()[0] for future in logins] == [200] * 12
