@@ -101,6 +101,7 @@ def test_costly_photos_from_one_uploader_do_not_hold_up_another(served: Api) -> 
     assert slowest > 3.5 * one_decode  # the flood really queued behind itself
 
 
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO file")  # our Image.open
 def test_stored_photos_keep_nothing_but_the_image(served: Api) -> None:
     """Metadata before the image, segments between progressive scans and whatever follows
     EOI (a ZIP, a Motion Photo's MP4) are all gone from what the image URL serves."""
