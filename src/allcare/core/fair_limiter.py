@@ -23,10 +23,6 @@ class FairLimiter:
         self._free = slots
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
 
-    @property
-    def waiting(self) -> int:
-        return sum(len(queue) for queue in self._waiting.values())
-
     async def acquire(self, key: str) -> None:
         """Wait for a slot; the caller must ``release()`` it exactly once afterwards."""
         if self._free > 0 and not self._waiting:
