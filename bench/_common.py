@@ -6,6 +6,8 @@ import io
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +41,17 @@ def model_file(folder: Path, architecture: str = "resnet50") -> Path:
         module = build(architecture).eval()
         torch.save({"model_state_dict": module.state_dict(), "architecture": architecture}, path)
     return path
+
+
+def add_account(env: dict[str, str], user: str, password: str, role: str = "gp") -> None:
+    """An account made the way an administrator makes one (``allcare users add``)."""
+    subprocess.run(
+        [sys.executable, "-m", "allcare", "users", "add", user, "--role", role, "--password-stdin"],
+        input=f"{password}\n".encode(),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def free_port() -> int:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import cpu_seconds, free_port, model_file, photos, rss_mb
+from _common import add_account, cpu_seconds, free_port, model_file, photos, rss_mb
 from raw_model import PipelinePoint, RawPipeline, load_runner, measure
 
 CONCURRENCY = (1, 4, 16)
@@ -49,13 +49,7 @@ def start_server(model: Path, storage: Path, user: str) -> tuple[subprocess.Pope
         "LOG_LEVEL": "warning",
         "UPLOAD_RATE_PER_MINUTE": "100000",  # one user stands in for many clinics
     }
-    subprocess.run(
-        [PYTHON, "-m", "allcare", "users", "add", user, "--role", "gp", "--password-stdin"],
-        input=b"bench-password-1\n",
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    add_account(env, user, "bench-password-1")
     server = subprocess.Popen([PYTHON, "-m", "allcare", "serve"], env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -27,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import free_port
+from _common import add_account, free_port
 from tests.photos import progressive_with_repeated_scans
 
 PYTHON = sys.executable
@@ -141,13 +141,7 @@ def login_burst(folder: Path) -> None:
         "LOGIN_MAX_FAILURES_PER_ADDRESS": "40",
     }
     for user in ("gp1", "gp2"):  # gp1 is the account guessed at, gp2 logs in meanwhile
-        subprocess.run(
-            [PYTHON, "-m", "allcare", "users", "add", user, "--role", "gp", "--password-stdin"],
-            input=b"right-password-1\n",
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        add_account(env, user, "right-password-1")
     server = subprocess.Popen([PYTHON, "-m", "allcare", "serve"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
