@@ -3,6 +3,7 @@ can learn in a few epochs, real MobileNetV3 checkpoints, and cases made through 
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 from collections.abc import Callable
@@ -40,12 +41,37 @@ def colour_photo(label: str, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def calibrate_batch_norm(module: torch.nn.Module) -> None:
+    """BatchNorm statistics of the colour photos, as a model trained on them would have: the
+    learning loop keeps production's statistics (they come from its founding data)."""
+    from allcare.ml.preprocess import to_model_input
+
+    photos = [
+        Image.open(io.BytesIO(colour_photo(label, 1000 + n)))
+        for n in range(4)
+        for label in CLASS_NAMES
+    ]
+    batch = torch.from_numpy(np.stack([to_model_input(photo) for photo in photos]))
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.reset_running_stats()
+            layer.momentum = None
+    module.train()
+    with torch.no_grad():
+        module(batch)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.momentum = 0.1
+    module.eval()
+
+
 def mobilenet_checkpoint(path: Path, favour: str, seed: int = 0) -> Path:
     """A MobileNetV3-Large that answers ``favour`` for every photo: a production model that a
     few epochs of fine-tuning can beat (or, favouring ``mel``, one it cannot match on melanoma
     recall)."""
     torch.manual_seed(seed)
     module = build("mobilenet_v3_large")
+    calibrate_batch_norm(module)
     with torch.no_grad():
         module.classifier[3].bias[CLASS_NAMES.index(favour)] += 5.0
     torch.save(
@@ -157,6 +183,9 @@ def start_clinic(
         "inference_runtime": "torch",
         "retrain_auto": False,
         "promotion_min_eval_cases": 5,
+        "promotion_min_eval_melanomas": 1,
+        "retrain_min_steps": 0,
+        "upload_rate_per_minute": 10_000,
         "training_threads": 2,
     } | overrides
     api = make_api(make_settings(**values))
@@ -175,3 +204,18 @@ def predict(api: Api, label: str) -> dict[str, object]:
     )
     assert response.status_code == 200
     return response.json()
+
+
+def colour_folder(root: Path) -> Path:
+    """A folder laid out like ham10000-dev: 21 colour photos, 14 ``train`` and 7 ``val``, each
+    its own lesion."""
+    (root / "images").mkdir(parents=True)
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "split", "lesion_id", "mini"])
+        for index, label in enumerate(CLASS_NAMES * 3):
+            image_id = f"IMG_{index:04d}"
+            (root / "images" / f"{image_id}.jpg").write_bytes(colour_photo(label, index))
+            split = "val" if index >= 14 else "train"
+            writer.writerow([image_id, label, split, f"L{index}", "1"])
+    return root

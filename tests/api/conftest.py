@@ -14,13 +14,25 @@ from tests.models import tiny_torchscript
 
 
 @pytest.fixture
-def clinic(make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path):
-    """Two GPs, a doctor and an admin, and a tiny TorchScript model serving /check-image."""
-    model = tiny_torchscript(tmp_path / "tiny.pt")
-    api = make_api(make_settings(model_path=model, inference_runtime="torch"))
-    for user, role in (("gp1", "gp"), ("gp2", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
-        api.add_user(user, role)
-    return api
+def make_clinic(
+    make_api: Callable[..., Api], make_settings: Callable[..., Settings], tmp_path: Path
+) -> Callable[..., Api]:
+    """Two GPs, a doctor and an admin, and a tiny TorchScript model serving /check-image; the
+    keyword arguments override settings."""
+
+    def start(**overrides: object) -> Api:
+        model = tiny_torchscript(tmp_path / "tiny.pt")
+        api = make_api(make_settings(model_path=model, inference_runtime="torch", **overrides))
+        for user, role in (("gp1", "gp"), ("gp2", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+            api.add_user(user, role)
+        return api
+
+    return start
+
+
+@pytest.fixture
+def clinic(make_clinic: Callable[..., Api]) -> Api:
+    return make_clinic()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from what /check-image answered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from tests.conftest import Api
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
 from tests.uploads import camera, upload
+
+
+@pytest.fixture
+def clinic(make_clinic: Callable[..., Api]) -> Api:
+    """Without the evaluation share: these tests check each strategy's ranking over every case
+    (test_evaluation_sampling.py checks the share)."""
+    return make_clinic(al_evaluation_share=0.0)
 
 
 def margin(predictions: list[dict[str, float]]) -> float:

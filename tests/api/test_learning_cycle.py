@@ -4,6 +4,7 @@ promotion gate, the serving model changing live, rollback."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -17,12 +18,14 @@ def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[...,
     api = loop("nv")
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
     share = api.runtime.settings.eval_holdout_share
-    made = labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=6)
+    made = labelled_cases(
+        api.client, gp, doctor, "gp1", share, train_per_class=6, holdout_per_class=3
+    )
     before = admin.get("/admin/models").json()
     production = before["current_production"]
     counts = admin.get("/admin/labels/count").json()
     assert counts["unused_labels"] == len(made["train"]) == 42
-    assert counts["held_out_labels"] == len(made["holdout"]) == 7
+    assert counts["held_out_labels"] == len(made["holdout"]) == 21
 
     started = admin.post(
         "/admin/retrain/trigger", json={"architecture": "mobilenet", "force": False}
@@ -35,10 +38,10 @@ def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[...,
 
     models = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}
     judged = models[candidate]
-    assert judged["status"] == "production", judged["evaluation"]
+    assert judged["status"] == "production", json.dumps(judged["evaluation"])
     assert judged["evaluation"]["verdict"] == "promote"
     assert judged["evaluation"]["production_version"] == production
-    assert judged["evaluation"]["eval_images"] == 7
+    assert judged["evaluation"]["eval_images"] == judged["evaluation"]["eval_cases"] == 21
     assert (
         judged["metrics"]["balanced_accuracy"]
         > judged["evaluation"]["production"]["balanced_accuracy"]

@@ -3,6 +3,7 @@ at a time with automatic start and cancel, a killed worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -43,9 +44,11 @@ def test_a_candidate_that_misses_melanoma_is_rejected_and_never_serves(
 
     registry = admin.get("/admin/models").json()
     judged = {m["version_id"]: m for m in registry["models"]}[candidate]
-    assert judged["status"] == "rejected"
+    assert judged["status"] == "rejected", json.dumps(judged["evaluation"])
     assert judged["evaluation"]["verdict"] == "reject"
-    assert any("melanoma recall drops" in reason for reason in judged["evaluation"]["reasons"])
+    assert any("melanoma sensitivity" in reason for reason in judged["evaluation"]["reasons"])
+    change = judged["evaluation"]["comparison"]["mel_recall_change"]
+    assert change["estimate"] == change["high"] == -1.0  # every resample: the melanoma missed
     assert registry["current_production"] == registry["active_inference"] == production
     assert predict(api, "mel")["model_version"] == production
     events = admin.get("/admin/events", params={"event_type": "candidate_rejected"}).json()
@@ -53,6 +56,45 @@ def test_a_candidate_that_misses_melanoma_is_rejected_and_never_serves(
     refused = admin.post(f"/admin/models/{candidate}/activate")
     assert refused.status_code == 400
     assert refused.json()["detail"] == "Only production or candidate models can be activated"
+
+
+def test_every_run_trains_on_all_labels_and_only_promotion_spends_them(
+    loop: Callable[..., Api],
+) -> None:
+    """The set a run is judged on is fixed and recorded when it is triggered; a label that
+    arrives meanwhile waits for the next run."""
+    api = loop("mel")
+    admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
+    share = api.runtime.settings.eval_holdout_share
+    without_mel = tuple(label for label in CLASS_NAMES if label != "mel")
+    made = labelled_cases(
+        api.client, gp, doctor, "gp1", share, train_per_class=2, train_classes=without_mel
+    )
+    first = admin.post("/admin/retrain/trigger", json={"force": True}).json()
+    assert (first["labels_used"], first["new_samples"]) == (12, 12)
+    assert first["evaluation_set"] == {"source": "clinic", "cases": 7, "groups": 7, "photos": 7}
+    recorded = admin.get(f"/admin/models/{first['version_id']}/evaluation-set").json()
+    assert sorted(str(c["case_id"]) for c in recorded["evaluation_set"]["cases"]) == sorted(
+        case_id for case_id, _ in made["holdout"]
+    )
+    labelled_cases(
+        api.client, gp, doctor, "gp1", share, train_per_class=0, holdout_per_class=1
+    )  # 7 more held-out cases while the run trains
+    wait_for_run(admin)
+    judged = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}
+    run = judged[first["version_id"]]
+    assert run["status"] == "rejected"
+    assert run["metrics"]["labels_used"] == 12
+    assert run["evaluation"]["eval_cases"] == 7
+    assert run["evaluation"]["candidate"]["intervals"]["balanced_accuracy"]["low"] is not None
+    assert admin.get("/admin/labels/count").json()["unused_labels"] == 12  # rejected: unspent
+
+    labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=1, holdout_per_class=0)
+    second = admin.post("/admin/retrain/trigger", json={"force": True}).json()
+    assert (second["labels_used"], second["new_samples"]) == (19, 19)
+    assert second["evaluation_set"]["cases"] == 14
+    admin.post("/admin/retrain/cancel")
+    wait_for_run(admin)
 
 
 def test_one_run_at_a_time_automatic_start_and_cancel(loop: Callable[..., Api]) -> None:
@@ -95,13 +137,13 @@ def test_one_run_at_a_time_automatic_start_and_cancel(loop: Callable[..., Api]) 
     entry = {m["version_id"]: m for m in admin.get("/admin/models").json()["models"]}[version]
     assert entry["status"] == "failed"
     assert entry["error"] == "cancelled by admin1"
-    counts = admin.get("/admin/labels/count").json()
-    assert (counts["total_labels"], counts["unused_labels"]) == (28, 0)  # all in the new run
+    trigger = admin.get("/admin/events", params={"event_type": "retrain_triggered"}).json()
+    assert trigger["events"][0]["metadata"]["labels"] == 28  # every label, not the new ones
     admin.post("/admin/retrain/cancel")
     wait_for_run(admin, timeout=120)
     assert admin.post("/admin/retrain/cancel").status_code == 404
     counts = admin.get("/admin/labels/count").json()
-    assert counts["unused_labels"] == 28  # cancelled runs use nothing
+    assert (counts["total_labels"], counts["unused_labels"]) == (28, 28)  # nothing spent
     started = admin.get("/admin/events", params={"event_type": "retrain_triggered"}).json()
     assert [e["metadata"]["version_id"] for e in started["events"]] == [follow_up, version]
 

@@ -13,12 +13,11 @@ from typer.testing import CliRunner
 
 from allcare.cli import app
 from allcare.core.config import Settings
-from allcare.ml.classes import CLASS_NAMES
 from allcare.runtime import Runtime
 from allcare.services.training_status import running_version
 from allcare.store.models import Event, ModelVersion
 from tests.conftest import Api
-from tests.learning import add_case, wait_for_run
+from tests.learning import add_case, colour_folder, wait_for_run
 
 HAM = Path(__file__).parents[2].parent / "shared" / "data" / "ham10000-dev"
 
@@ -42,21 +41,6 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ob
     return lambda *args: runner.invoke(app, list(args))
 
 
-def colour_folder(root: Path) -> Path:
-    from tests.learning import colour_photo
-
-    (root / "images").mkdir(parents=True)
-    with (root / "labels.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "dx", "split", "lesion_id", "mini"])
-        for index, label in enumerate(CLASS_NAMES * 3):
-            image_id = f"IMG_{index:04d}"
-            (root / "images" / f"{image_id}.jpg").write_bytes(colour_photo(label, index))
-            split = "val" if index >= 14 else "train"
-            writer.writerow([image_id, label, split, f"L{index}", "1"])
-    return root
-
-
 def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     run: Callable[..., object], tmp_path: Path, make_api: Callable[..., Api], settings: Settings
 ) -> None:
@@ -69,7 +53,7 @@ def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     assert listing.exit_code == 0
     [line] = listing.output.strip().splitlines()
     assert line.startswith("PA v")
-    assert "production mobilenet_v3_large" in line
+    assert "production efficientnet_lite0" in line
     version = line.split()[1]
 
     api = make_api()
@@ -126,7 +110,15 @@ def test_the_learning_loop_on_real_ham10000_photos(
     doctor with their true diagnosis, and a fine-tuning run judged on held-out real photos."""
     first = run("train", str(HAM), "--mini", "--limit", "35", "--epochs", "1", "--promote")
     assert first.exit_code == 0, first.output
-    api = make_api(make_settings(inference_runtime="torch", training_threads=2, retrain_auto=False))
+    api = make_api(
+        make_settings(
+            inference_runtime="torch",
+            training_threads=2,
+            retrain_auto=False,
+            retrain_min_steps=10,
+            upload_rate_per_minute=10_000,
+        )
+    )
     for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
         api.add_user(user, role)
     gp, doctor, admin = (api.as_user(u) for u in ("gp1", "doc1", "admin1"))
@@ -147,3 +139,23 @@ def test_the_learning_loop_on_real_ham10000_photos(
     assert judged["status"] in ("production", "evaluating", "rejected"), judged["error"]
     assert judged["evaluation"]["eval_images"] > 0
     assert judged["metrics"]["samples_used"] == started["samples_used"]
+    # Replay: as many founding photos as clinic labels (RETRAIN_REPLAY_SHARE 0.5), at most 35.
+    assert judged["metrics"]["replay_samples"] == min(35, judged["metrics"]["labels_used"])
+    assert judged["metrics"]["replay_source"] == str(HAM.resolve())
+
+
+def test_an_admin_registers_a_curated_evaluation_set(
+    run: Callable[..., object], tmp_path: Path
+) -> None:
+    folder = colour_folder(tmp_path / "data")
+    assert "clinic: 0 cases" in run("evaluation-set", "show").output
+    registered = run("evaluation-set", "register", str(folder), "--split", "val")
+    assert registered.exit_code == 0, registered.output
+    assert "7 photos of 7 lesions (split 'val'" in registered.output
+    assert "folder (split 'val'" in run("evaluation-set", "show").output
+    assert "7 cases, 7 groups, 7 photos" in run("evaluation-set", "show").output
+    missing = run("evaluation-set", "register", str(folder), "--split", "nowhere")
+    assert missing.exit_code == 1
+    assert "no photos of split 'nowhere'" in missing.output
+    assert run("evaluation-set", "clear").exit_code == 0
+    assert "clinic: 0 cases" in run("evaluation-set", "show").output

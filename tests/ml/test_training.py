@@ -22,7 +22,7 @@ def loaders(count: int) -> list:
 
 def test_class_balanced_sampling_draws_rare_classes_as_often_as_common_ones() -> None:
     labels = [5] * 90 + [4] * 10
-    drawn = np.array(labels)[list(class_balanced_sampler(labels, seed=0))]
+    drawn = np.array(labels)[list(class_balanced_sampler(labels, seed=0, num_samples=len(labels)))]
     counts = np.bincount(drawn, minlength=7)
     assert abs(int(counts[4]) - int(counts[5])) < 25
 

@@ -9,6 +9,7 @@ import typer
 from allcare.cli.audit import audit_app
 from allcare.cli.backup import backup_command, restore_command
 from allcare.cli.errors import one_line
+from allcare.cli.evaluation import evaluation_app
 from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
@@ -28,6 +29,7 @@ app.command("restore")(restore_command)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(evaluation_app, name="evaluation-set")
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +13,7 @@ import typer
 
 from allcare.cli.common import fail
 from allcare.core.config import ConfigError, Settings, load_settings
+from allcare.ml.classes import DEFAULT_ARCHITECTURE
 from allcare.runtime import Runtime, model_options
 from allcare.services.errors import ServiceError
 from allcare.store.crypto import Sealer
@@ -20,6 +21,12 @@ from allcare.store.db import Database
 
 if TYPE_CHECKING:
     from allcare.services.deployment import Deployment
+
+
+class Init(StrEnum):
+    PRETRAINED = "pretrained"
+    RANDOM = "random"
+
 
 models_app = typer.Typer(no_args_is_help=True, help="Inspect and change the model registry.")
 ACTOR = "command-line"
@@ -68,15 +75,24 @@ def _deployment() -> Iterator[Deployment]:
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder with labels.csv and images/.")],
     architecture: Annotated[
-        str, typer.Option(help="resnet50, efficientnet_v2_m, mobilenet_v3_large")
-    ] = "mobilenet_v3_large",
-    epochs: Annotated[int, typer.Option(min=1, max=100)] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, max=128)] = 16,
-    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = 1e-3,
+        str,
+        typer.Option(
+            help="efficientnet_lite0 (ImageNet-pretrained), resnet50, efficientnet_v2_m, "
+            "mobilenet_v3_large"
+        ),
+    ] = DEFAULT_ARCHITECTURE,
+    init: Annotated[
+        Init, typer.Option(help="Start from ImageNet weights (efficientnet_lite0) or random ones")
+    ] = Init.PRETRAINED,
+    epochs: Annotated[int, typer.Option(min=1, max=100)] = 6,
+    batch_size: Annotated[int, typer.Option(min=1, max=128)] = 32,
+    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = 5e-4,
+    seed: Annotated[int, typer.Option(help="Seeds sampling, augmentation and weights")] = 0,
     eval_split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "val",
     mini: Annotated[bool, typer.Option(help="Only rows with mini=1 (a quick run)")] = False,
     limit: Annotated[
-        int | None, typer.Option(min=2, help="At most this many photos per split")
+        int | None,
+        typer.Option(min=2, help="At most this many photos per split (stratified, seeded)"),
     ] = None,
     start_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint")] = None,
     promote: Annotated[bool, typer.Option(help="Make it production and serve it")] = False,
@@ -84,7 +100,7 @@ def train(
     """Train a model on a folder of labelled photos and register it (a clinic's first model)."""
     import torch
 
-    from allcare.ml.training import Progress, TrainingConfig
+    from allcare.ml.training import Progress, TrainingConfig, training_threads
     from allcare.services.architecture_choice import canonical_architecture
     from allcare.services.folder_training import FolderRun, train_from_folder
 
@@ -93,15 +109,19 @@ def train(
             data_dir=data_dir,
             architecture=canonical_architecture(architecture),
             config=TrainingConfig(
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                optimizer="AdamW",
             ),
             eval_split=eval_split,
             mini=mini,
             limit=limit,
             start_from=start_from,
+            pretrained=init == Init.PRETRAINED,
+            seed=seed,
         )
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        torch.set_num_threads(settings.training_threads or cores or 1)
+        torch.set_num_threads(training_threads(settings.training_threads))
         with typer.progressbar(length=1000, label=f"Training {run.architecture}") as bar:
             done = 0
 

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     registry_poll_seconds: float = Field(10.0, ge=0.5, le=3600)
     training_threads: int = Field(0, ge=0, le=256)
     training_heartbeat_timeout_s: float = Field(300.0, ge=10)
-    al_default_architecture: str = "efficientnet_v2_m"
+    al_default_architecture: str = "efficientnet_lite0"
     al_candidates_top_k: int = Field(5, ge=0, le=10_000)
     al_candidates_include_labeled: bool = False
     al_candidates_entry_type: str = ""
@@ -98,9 +98,14 @@ class Settings(BaseSettings):
     al_mel_quota: float = Field(0.2, ge=0, le=1)
     al_mel_suspicion: float = Field(0.3, ge=0, le=1)
     eval_holdout_share: float = Field(0.2, ge=0.05, le=0.5)
-    promotion_min_eval_cases: int = Field(30, ge=1)
-    promotion_min_improvement: float = Field(0.01, ge=0, le=1)
-    promotion_max_ece_increase: float = Field(0.0, ge=0, le=1)
+    al_evaluation_share: float = Field(0.2, ge=0.0, le=0.5)
+    promotion_min_eval_cases: int = Field(100, ge=1)
+    promotion_min_eval_melanomas: int = Field(10, ge=1)
+    promotion_min_improvement: float = Field(0.0, ge=0, le=1)
+    promotion_mel_margin: float = Field(0.05, ge=0, le=1)
+    promotion_max_ece_increase: float = Field(0.03, ge=0, le=1)
+    retrain_min_steps: int = Field(300, ge=0, le=1_000_000)
+    retrain_replay_share: float = Field(0.5, ge=0, le=0.9)
 
     @field_validator(
         "tls_cert_file",

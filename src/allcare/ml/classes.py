@@ -4,7 +4,16 @@ without torch, which the serving process never loads with the ONNX runtime."""
 
 CLASS_NAMES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 NUM_CLASSES = len(CLASS_NAMES)
-ARCHITECTURES: tuple[str, ...] = ("resnet50", "efficientnet_v2_m", "mobilenet_v3_large")
+ARCHITECTURES: tuple[str, ...] = (
+    "efficientnet_lite0",
+    "resnet50",
+    "efficientnet_v2_m",
+    "mobilenet_v3_large",
+)
+# Architectures with ImageNet weights installed with the server (ml/pretrained.py): the default
+# start of a first model.
+PRETRAINED: tuple[str, ...] = ("efficientnet_lite0",)
+DEFAULT_ARCHITECTURE = "efficientnet_lite0"
 # The one vocabulary of architecture names: the ids above, and the legacy aliases the admin
 # screen's trigger accepted (contract 2.28), in any case.
 ARCHITECTURE_ALIASES = {
@@ -12,6 +21,8 @@ ARCHITECTURE_ALIASES = {
     "resnet": "resnet50",
     "mobilenet": "mobilenet_v3_large",
     "mobilenet_v3": "mobilenet_v3_large",
+    "efficientnet_lite": "efficientnet_lite0",
+    "efficientnet-lite0": "efficientnet_lite0",
 }
 
 

@@ -25,7 +25,12 @@ from allcare.ml.model_source import ModelLoadError
 from allcare.ml.preprocess import INPUT_SIZE
 
 log = logging.getLogger(__name__)
-EXPORT_TOLERANCE = 1e-4
+# What matters to a user is the answer: the same class and probabilities within 0.1
+# percentage point. Float32 kernels of the two runtimes sum in different orders, so logits of
+# deep networks differ by ~1e-4 after a faithful export; a tighter bound threw trained
+# candidates away for rounding (issue 13).
+PROBABILITY_TOLERANCE = 1e-3
+FEATURE_TOLERANCE = 1e-3
 EXPORT_TIMEOUT_S = 900
 
 
@@ -89,25 +94,29 @@ def export(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
         export_onnx(module, target)
     except Exception as exc:
         raise ModelLoadError(f"Cannot export {source} to ONNX: {exc}") from exc
-    sample = np.random.default_rng(0).standard_normal((2, 3, INPUT_SIZE, INPUT_SIZE))
+    sample = np.random.default_rng(0).standard_normal((4, 3, INPUT_SIZE, INPUT_SIZE))
     sample = sample.astype(np.float32)
     exported, expected = OnnxRunner(target, "cpu", 1).run(sample), torch_output(module, sample)
     difference = float(np.abs(softmax(exported.logits) - softmax(expected.logits)).max())
+    same_class = bool((exported.logits.argmax(axis=1) == expected.logits.argmax(axis=1)).all())
+    drift = 0.0
     if exported.features is not None and expected.features is not None:
         scale = max(1.0, float(np.abs(expected.features).max()))
         drift = float(np.abs(exported.features - expected.features).max()) / scale
-        difference = max(difference, drift)
-    if difference > EXPORT_TOLERANCE:
+    if difference > PROBABILITY_TOLERANCE or drift > FEATURE_TOLERANCE or not same_class:
         target.unlink(missing_ok=True)
         raise ModelLoadError(
-            f"The ONNX export of {source} differs from PyTorch by {difference:.2e} "
-            f"(> {EXPORT_TOLERANCE}); use INFERENCE_RUNTIME=torch for this model"
+            f"The ONNX export of {source} differs from PyTorch: probabilities by "
+            f"{difference:.2e} (tolerance {PROBABILITY_TOLERANCE}), features by {drift:.2e} "
+            f"(tolerance {FEATURE_TOLERANCE}), same classes: {same_class}; use "
+            "INFERENCE_RUNTIME=torch for this model"
         )
     metadata = {
         "source_sha256": model_source.sha256,
         "format": model_source.format.value,
         "architecture": model_source.architecture,
         "max_difference": difference,
+        "feature_drift": drift,
     }
     temp = sidecar(target).with_suffix(".partial")
     temp.write_text(json.dumps(metadata))

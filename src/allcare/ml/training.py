@@ -8,6 +8,7 @@ trained module (in place) and one log row per epoch.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ class TrainingConfig:
     optimizer: str = "Adam"
     dropout: float = 0.3
     augmentation: bool = True
+    min_steps: int = 0
 
     @classmethod
     def from_wire(cls, values: dict[str, Any]) -> TrainingConfig:
@@ -50,6 +52,7 @@ class TrainingConfig:
             optimizer=str(values["optimizer"]),
             dropout=float(values["dropout"]),
             augmentation=bool(values["augmentation_applied"]),
+            min_steps=int(values.get("min_steps", 0)),
         )
 
 
@@ -103,12 +106,14 @@ class LabelledPhotos(Dataset[tuple[torch.Tensor, int]]):
         return torch.from_numpy(to_model_input(image)), self._labels[index]
 
 
-def class_balanced_sampler(labels: Sequence[int], seed: int) -> WeightedRandomSampler:
+def class_balanced_sampler(
+    labels: Sequence[int], seed: int, num_samples: int
+) -> WeightedRandomSampler:
     """Every class is drawn equally often, however rare (melanoma is ~11 % of HAM10000)."""
     counts = np.bincount(np.asarray(labels), minlength=NUM_CLASSES)
     weights = [1.0 / counts[label] for label in labels]
     generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(weights, num_samples=len(labels), generator=generator)
+    return WeightedRandomSampler(weights, num_samples=num_samples, generator=generator)
 
 
 def _optimizer(name: str, parameters: Any, learning_rate: float) -> torch.optim.Optimizer:
@@ -129,6 +134,40 @@ def set_dropout(module: nn.Module, probability: float) -> None:
             layer.p = probability
 
 
+def training_threads(configured: int) -> int:
+    """TRAINING_THREADS, or one core fewer than this process may use: serving keeps a core,
+    whether the run is the worker's or ``allcare train``'s."""
+    if configured:
+        return configured
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
+def _learning_rate_schedule(total_steps: int) -> Callable[[int], float]:
+    """A short linear warm-up (5 % of the steps), then cosine decay to zero: large early steps
+    on a pretrained model would wreck what it knows."""
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _hold_still(layers: Sequence[nn.Module], module: nn.Module, batch_norm: bool) -> None:
+    """Frozen layers, and with ``batch_norm`` every BatchNorm layer, run in inference mode so
+    their running statistics stay what they were (module.train() resets that each epoch)."""
+    for layer in layers:
+        layer.eval()
+    if batch_norm:
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+
+
 def fine_tune(
     module: nn.Module,
     loaders: Sequence[ImageLoader],
@@ -137,28 +176,45 @@ def fine_tune(
     *,
     device: str = "cpu",
     seed: int = 0,
+    frozen: Sequence[nn.Module] = (),
+    freeze_batch_norm: bool = False,
     on_progress: Callable[[Progress], None] = lambda _: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[dict[str, Any]]:
-    """Train ``module`` in place; one log row per epoch (the legacy training_log.json rows)."""
+    """Train ``module`` in place; one log row per epoch (the legacy training_log.json rows).
+
+    An epoch draws ``len(labels)`` photos class-balanced, but never fewer than
+    ``config.min_steps`` steps are taken in all: a clinic's 100 labels get enough optimisation
+    to move the model, not one step per epoch. ``frozen`` layers keep their weights and
+    statistics; ``freeze_batch_norm`` keeps every BatchNorm's statistics (a retraining run on a
+    few hundred photos must not replace those learnt on the founding set)."""
     if len(labels) < 2:
         raise ValueError(f"Training needs at least 2 labelled images, got {len(labels)}")
     torch.manual_seed(seed)
     set_dropout(module, config.dropout)
-    module.to(device).train()
+    module.to(device)
+    for layer in frozen:
+        layer.requires_grad_(False)
+    batch_size = config.batch_size
+    steps_per_epoch = max(
+        math.ceil(len(labels) / batch_size), math.ceil(config.min_steps / config.epochs)
+    )
     dataset = LabelledPhotos(loaders, labels, augmented=config.augmentation, seed=seed)
     batches = DataLoader(
         dataset,
-        batch_size=min(config.batch_size, len(labels)),
-        sampler=class_balanced_sampler(labels, seed),
-        drop_last=len(labels) > config.batch_size,
+        batch_size=batch_size,
+        sampler=class_balanced_sampler(labels, seed, steps_per_epoch * batch_size),
     )
-    optimizer = _optimizer(config.optimizer, module.parameters(), config.learning_rate)
+    trainable = [parameter for parameter in module.parameters() if parameter.requires_grad]
+    optimizer = _optimizer(config.optimizer, trainable, config.learning_rate)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _learning_rate_schedule(total_steps))
     loss_fn = nn.CrossEntropyLoss()
-    total_steps = config.epochs * len(batches)
     started = time.monotonic()
     log: list[dict[str, Any]] = []
     for epoch in range(1, config.epochs + 1):
+        module.train()
+        _hold_still(frozen, module, freeze_batch_norm)
         epoch_started, losses, correct, seen = now_utc(), [], 0, 0
         for batch_index, (inputs, targets) in enumerate(batches, start=1):
             if should_stop():
@@ -171,17 +227,18 @@ def fine_tune(
                 raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch}")
             loss.backward()
             optimizer.step()
+            scheduler.step()
             losses.append(loss.item())
             correct += int((logits.argmax(dim=1) == targets).sum())
             seen += len(targets)
-            done = (epoch - 1) * len(batches) + batch_index
+            done = (epoch - 1) * steps_per_epoch + batch_index
             elapsed = time.monotonic() - started
             on_progress(
                 Progress(
                     epoch=epoch,
                     epochs=config.epochs,
                     batch=batch_index,
-                    batches=len(batches),
+                    batches=steps_per_epoch,
                     loss=float(np.mean(losses)),
                     fraction=done / total_steps,
                     eta_seconds=elapsed / done * (total_steps - done),
@@ -198,36 +255,8 @@ def fine_tune(
                 "train_accuracy": correct / max(1, seen),
                 "learning_rate": config.learning_rate,
                 "train_samples": seen,
+                "steps": steps_per_epoch,
             }
         )
-    recalibrate_batch_norm(
-        module, LabelledPhotos(loaders, labels, augmented=False, seed=seed), device
-    )
-    return log
-
-
-def recalibrate_batch_norm(
-    module: nn.Module, dataset: LabelledPhotos, device: str, batch_size: int = 16
-) -> None:
-    """Recompute BatchNorm's running statistics over the training photos with the final weights
-    (an exact average, not the lagging moving average of training). With the few hundred
-    photos of a clinic the moving averages trail the weights by several epochs, and the model
-    behaves differently at inference than it did in training."""
-    norms = [
-        layer for layer in module.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm)
-    ]
-    if not norms:
-        module.eval()
-        return
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.reset_running_stats()
-        layer.momentum = None
-    module.train()
-    with torch.no_grad():
-        for inputs, _ in DataLoader(dataset, batch_size=batch_size):
-            if len(inputs) > 1:
-                module(inputs.to(device))
-    for layer, momentum in zip(norms, momenta, strict=True):
-        layer.momentum = momentum
     module.eval()
+    return log

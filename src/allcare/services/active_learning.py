@@ -12,6 +12,7 @@ where the melanoma safeguard moves a case forward); the true value is in ``predi
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from allcare.ml.active_learning import STRATEGIES, Pool, Selection
 from allcare.ml.active_learning import select as select_cases
 from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
 from allcare.services.cases import CaseService, CaseState
+from allcare.services.label_pool import Split, split_for
 from allcare.services.photo_checks import ranked_predictions
 from allcare.services.principal import Principal
 from allcare.store import vectors
@@ -46,6 +48,28 @@ METHODS = {
     "random": ("random_case_sampling", "uniform random choice (baseline)"),
 }
 _PACKED_F32 = 3 + 4 * NUM_CLASSES
+EVALUATION_SAMPLE = "evaluation_sample"
+
+
+def _random_rank(case_id: int) -> bytes:
+    return hashlib.sha256(f"allcare-evaluation-order:{case_id}".encode()).digest()
+
+
+def _interleave(
+    ranked: list[dict[str, Any]], picks: list[dict[str, Any]], strategy: str
+) -> list[dict[str, Any]]:
+    """Evaluation picks spread evenly through the list (the app shows the first five); the
+    reported ``margin`` stays non-decreasing along the merged order."""
+    merged = list(ranked)
+    total = len(ranked) + len(picks)
+    for index, pick in enumerate(picks):
+        merged.insert(min(len(merged), int((index + 0.5) * total / len(picks))), pick)
+    reported = 0.0
+    for rank, record in enumerate(merged):
+        priority = record["prediction_margin"] if strategy == "margin" else rank / len(merged)
+        reported = max(reported, priority)
+        record["margin"] = round(reported, 6)
+    return merged
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,8 @@ class CandidateQuery:
     strategy: str = "margin"
     mel_quota: float = 0.2
     mel_suspicion: float = 0.3
+    evaluation_share: float = 0.0
+    holdout_share: float = 0.2
 
 
 class OpenedProbabilities:
@@ -94,27 +120,47 @@ class ActiveLearningService:
             scope = scope.where(Case.owner_id == principal.user_id)
         filtered = self._filtered(scope, query)
         # DBAPI rows, not ORM objects: ranking 100,000 cases must stay under a second.
-        oldest_first = fetch_rows(self.session, filtered.order_by(Case.decided_at, Case.id))
+        oldest_first = fetch_rows(
+            self.session,
+            filtered.with_only_columns(Case.id, Case.split_key, Case.eval_split).order_by(
+                Case.decided_at, Case.id
+            ),
+        )
         if not oldest_first:
             return self._empty(scope)
-        in_decision_order = np.fromiter((row[0] for row in oldest_first), dtype=np.int64)
+        ranked_rows, evaluation_ids = self._sides(oldest_first, query)
+        in_decision_order = np.fromiter((row[0] for row in ranked_rows), dtype=np.int64)
         by_id = np.argsort(in_decision_order, kind="stable")
         case_ids = in_decision_order[by_id]
         age = by_id.astype(np.float64)
         pool = self._pool(filtered, case_ids, age)
         strategy = STRATEGIES[query.strategy]()
+        wanted = len(oldest_first) if query.top_k <= 0 else min(query.top_k, len(oldest_first))
+        evaluation_ids = evaluation_ids[: round(wanted * query.evaluation_share)]
         selection = select_cases(
             pool,
             strategy,
-            query.top_k,
+            max(0, wanted - len(evaluation_ids)) if pool.size else 0,
             mel_quota=query.mel_quota,
             mel_suspicion=query.mel_suspicion,
         )
+        if not pool.size:
+            selection = Selection(np.zeros(0, dtype=int), np.zeros(0, dtype=int))
         candidates = self._records(case_ids, pool, selection, query.strategy)
+        if len(evaluation_ids):
+            chosen = np.sort(np.array(evaluation_ids, dtype=np.int64))
+            sampled = self._pool(filtered, chosen, np.zeros(len(chosen)))
+            order = np.array([int(np.searchsorted(chosen, i)) for i in evaluation_ids])
+            picks = self._records(
+                chosen, sampled, Selection(order, np.zeros(0, dtype=int)), EVALUATION_SAMPLE
+            )
+            candidates = _interleave(candidates, picks, query.strategy)
         method, how = METHODS[query.strategy]
         return {
             "candidates": candidates,
             "total_candidates": len(candidates),
+            "evaluation_share": query.evaluation_share,
+            "evaluation_candidates": len(evaluation_ids),
             "selection_method": method,
             "description": f"Top {len(candidates)} most uncertain cases based on {how}",
             "strategy": query.strategy,
@@ -125,6 +171,19 @@ class ActiveLearningService:
                 "added": len(selection.safeguarded),
             },
         }
+
+    def _sides(self, rows: list[Any], query: CandidateQuery) -> tuple[list[Any], list[int]]:
+        """Training-side cases for the strategy to rank, and the held-out side's in a fixed
+        random order (a hash of the case id: the same case stays proposed until labelled,
+        independent of any model). Without an evaluation share every case is ranked."""
+        if query.evaluation_share <= 0:
+            return rows, []
+        ranked, held_out = [], []
+        for row in rows:
+            side = row[2] or split_for(row[1] or row[0], query.holdout_share)
+            (held_out if side == Split.HOLDOUT else ranked).append(row)
+        order = sorted(held_out, key=lambda row: _random_rank(row[0]))
+        return ranked, [int(row[0]) for row in order]
 
     def _filtered(self, scope: Select[Any], query: CandidateQuery) -> Select[Any]:
         if not query.include_labeled:
@@ -150,6 +209,12 @@ class ActiveLearningService:
             .where(Image.probabilities.is_not(None))
         )
         rows = fetch_rows(self.session, photos)
+        if len(case_ids):
+            found = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            at = np.minimum(np.searchsorted(case_ids, found), len(case_ids) - 1)
+            rows = [row for row, keep in zip(rows, case_ids[at] == found, strict=True) if keep]
+        else:
+            rows = []
         image_ids = [row[1] for row in rows]
         of_case = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         positions = np.searchsorted(case_ids, of_case)
@@ -262,6 +327,7 @@ class ActiveLearningService:
             record["selection_reason"] = (
                 "melanoma_safeguard" if position in safeguarded else strategy
             )
+            record["evaluation_case"] = strategy == EVALUATION_SAMPLE
             result.append(record)
         return result
 

@@ -18,6 +18,7 @@ from allcare.services.registry import Pointer, Status, pointer
 from allcare.store.models import ModelVersion
 
 LABELS = {
+    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet-pretrained)",
     "efficientnet_v2_m": "EfficientNetV2-M",
     "resnet50": "ResNet50",
     "mobilenet_v3_large": "MobileNetV3 Large",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from allcare.core.clock import now_utc, wire_time
 from allcare.services.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from allcare.services.label_fields import label_fields
+from allcare.services.label_pool import split_key
 from allcare.services.principal import Principal, Role
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, begin_write, next_value
@@ -143,9 +144,16 @@ class CaseService:
         case.status = fields.get("status")
         case.details = self._seal(case.id, fields)
         case.decided_at = now
+        self._group(case, fields)
         self._append_history(case, principal, "decision", fields)
         self.session.commit()
         return case
+
+    @staticmethod
+    def _group(case: Case, fields: dict[str, Any]) -> None:
+        """The key of the case's evaluation split: its lesion's when the record names one."""
+        if fields.get("lesion_id") or case.split_key is None:
+            case.split_key = split_key(case.id, fields.get("lesion_id"))
 
     def update(self, principal: Principal, case_id_text: str, changes: dict[str, Any]) -> Case:
         case_id = parse_case_id(case_id_text)
@@ -166,6 +174,7 @@ class CaseService:
             case.status = changes["status"]
         case.details = self._seal(case.id, details)
         case.updated_at = now_utc()
+        self._group(case, changes)
         self._append_history(case, principal, "edit", changes)
         self.session.commit()
         return case

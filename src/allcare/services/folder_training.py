@@ -10,6 +10,7 @@ the photos as ``images/<image_id>.jpg``.
 from __future__ import annotations
 
 import csv
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ import torch
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings
-from allcare.ml.architectures import build
-from allcare.ml.classes import CLASS_NAMES
+from allcare.ml.architectures import build, early_layers
+from allcare.ml.classes import CLASS_NAMES, PRETRAINED
 from allcare.ml.evaluation import evaluate
 from allcare.ml.loading import load_model, predict
 from allcare.ml.model_file import checkpoint, read_model
@@ -36,6 +37,8 @@ from allcare.services.registry import Source, Status, new_version_id, write_mode
 from allcare.services.training_status import fail_run
 from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion
+
+FOUNDING = "founding"
 
 
 @dataclass(frozen=True)
@@ -53,39 +56,62 @@ class FolderRun:
     mini: bool = False
     limit: int | None = None
     start_from: Path | None = None
+    pretrained: bool = True
     seed: int = 0
 
 
-def read_folder(run: FolderRun) -> tuple[list[FolderSample], list[FolderSample]]:
-    labels_file = run.data_dir / "labels.csv"
+def read_folder(
+    data_dir: Path, eval_split: str, *, mini: bool = False, limit: int | None = None, seed: int = 0
+) -> tuple[list[FolderSample], list[FolderSample]]:
+    """The folder's ``train`` photos and those of ``eval_split``."""
+    labels_file = data_dir / "labels.csv"
     if not labels_file.is_file():
         raise InvalidInput(f"{labels_file} not found: the folder needs a labels.csv")
     train: list[FolderSample] = []
     held_out: list[FolderSample] = []
     with labels_file.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            if run.mini and row.get("mini") != "1":
+            if mini and row.get("mini") != "1":
                 continue
             if row.get("dx") not in CLASS_NAMES:
                 continue
             sample = FolderSample(
-                run.data_dir / "images" / f"{row['image_id']}.jpg", CLASS_NAMES.index(row["dx"])
+                data_dir / "images" / f"{row['image_id']}.jpg", CLASS_NAMES.index(row["dx"])
             )
             if row.get("split") == "train":
                 train.append(sample)
-            elif row.get("split") == run.eval_split:
+            elif row.get("split") == eval_split:
                 held_out.append(sample)
-    if run.limit:
-        train, held_out = train[: run.limit], held_out[: run.limit]
+    if limit:
+        train = stratified_sample(train, limit, seed)
+        held_out = stratified_sample(held_out, limit, seed)
     if len(train) < 2 or not held_out:
         raise InvalidInput(
-            f"{labels_file}: {len(train)} training and {len(held_out)} '{run.eval_split}' "
+            f"{labels_file}: {len(train)} training and {len(held_out)} '{eval_split}' "
             "photos; need at least 2 and 1"
         )
     missing = [s.path for s in train + held_out if not s.path.is_file()]
     if missing:
         raise InvalidInput(f"{len(missing)} photos are missing, e.g. {missing[0]}")
     return train, held_out
+
+
+def stratified_sample(samples: list[FolderSample], limit: int, seed: int) -> list[FolderSample]:
+    """``limit`` photos drawn at random (seeded) with every class in its share, at least one
+    of each class present: the file's first rows are often one class (sorted exports)."""
+    if len(samples) <= limit:
+        return samples
+    rng = random.Random(seed)  # noqa: S311 - sampling, not security
+    by_class: dict[int, list[FolderSample]] = {}
+    for sample in samples:
+        by_class.setdefault(sample.label, []).append(sample)
+    chosen: list[FolderSample] = []
+    for members in by_class.values():
+        share = max(1, round(limit * len(members) / len(samples)))
+        chosen.extend(rng.sample(members, min(share, len(members))))
+    rng.shuffle(chosen)
+    order = {id(sample): index for index, sample in enumerate(samples)}
+    return sorted(chosen[:limit], key=lambda sample: order[id(sample)])
 
 
 def train_from_folder(
@@ -97,12 +123,22 @@ def train_from_folder(
 ) -> dict[str, Any]:
     """Train, save as a new registry version (evaluating), prove it loads as serving loads it,
     evaluate it on the folder's held-out split. Returns the version's record."""
-    train, held_out = read_folder(run)
+    if run.start_from is None and run.pretrained and run.architecture not in PRETRAINED:
+        raise InvalidInput(
+            f"No pretrained weights for {run.architecture} (pretrained: {', '.join(PRETRAINED)});"
+            " train it from random weights (--init random) or choose efficientnet_lite0"
+        )
+    train, held_out = read_folder(
+        run.data_dir, run.eval_split, mini=run.mini, limit=run.limit, seed=run.seed
+    )
     torch.manual_seed(run.seed)
+    frozen: list[torch.nn.Module] = []
     if run.start_from is not None:
         _, module = read_model(run.start_from, trust_pickle=settings.model_trust_pickle)
     else:
-        module = build(run.architecture)
+        module = build(run.architecture, pretrained=run.pretrained)
+        if run.pretrained:
+            frozen = early_layers(module)
     started = time.monotonic()
     log = fine_tune(
         module,
@@ -111,6 +147,7 @@ def train_from_folder(
         run.config,
         device=resolve_torch_device(settings.retrain_device, "RETRAIN_DEVICE"),
         seed=run.seed,
+        frozen=frozen,
         on_progress=on_progress,
     )
     seconds = time.monotonic() - started
@@ -124,7 +161,8 @@ def train_from_folder(
                 source=Source.COMMAND.value,
                 source_name=str(run.data_dir),
                 architecture=run.architecture,
-                training_config=_wire_config(run.config),
+                training_config=_wire_config(run.config)
+                | {"start": _start_of(run), "seed": run.seed, FOUNDING: _founding(run)},
                 triggered_by=actor,
                 started_at=now_utc(),
             )
@@ -189,6 +227,23 @@ def train_from_folder(
         fail_run(db, version_id, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         raise
     return {"version_id": version_id, "metrics": metrics, "evaluation": result}
+
+
+def _founding(run: FolderRun) -> dict[str, Any]:
+    """What replay (services/replay.py) needs to draw these photos again."""
+    return {
+        "data_dir": str(run.data_dir.resolve()),
+        "eval_split": run.eval_split,
+        "mini": run.mini,
+        "limit": run.limit,
+        "seed": run.seed,
+    }
+
+
+def _start_of(run: FolderRun) -> str:
+    if run.start_from is not None:
+        return str(run.start_from)
+    return "imagenet" if run.pretrained else "random"
 
 
 def _wire_config(config: TrainingConfig) -> dict[str, Any]:

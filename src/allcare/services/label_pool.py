@@ -3,8 +3,12 @@ held out for evaluation, and the counts the admin screen shows.
 
 One definition everywhere (D23): a label is *trainable* when it is one of the seven classes (not
 ``unknown``), is the newest label of its case, and its case is on the training side of the
-frozen split. It is *used* once a run that trained on it has not failed; a new label on the same
-case is a new, unused label. Held-out cases are never trained on.
+frozen split. Every run trains on all trainable labels (issue 13); a label is *used* once a
+model trained on it has reached production, so a failed, held or rejected run spends nothing.
+A new label on the same case is a new, unused label. Held-out cases are never trained on.
+
+The split is decided by the case's *split key*: its id, or a digest of the lesion id its record
+carries, so all photos of one lesion sit on the same side.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ from sqlalchemy.orm import Session
 from allcare.core.clock import wire_time
 from allcare.services.label_fields import open_label
 from allcare.store.crypto import Sealer
-from allcare.store.models import Case, CaseLabel, Image, ModelVersion, TrainingLabel
+from allcare.store.models import (
+    Case,
+    CaseLabel,
+    Image,
+    ModelVersion,
+    PointerChange,
+    TrainingLabel,
+)
 
 FAILED = "failed"
+PRODUCTION = "production"
 
 
 class Split(StrEnum):
@@ -31,19 +43,36 @@ class Split(StrEnum):
     HOLDOUT = "holdout"
 
 
-def split_for(case_id: int, holdout_share: float) -> Split:
-    """Fixed by the case id alone, so the held-out set is the same on every machine and only
-    grows as new cases are labelled."""
-    digest = hashlib.sha256(f"allcare-eval-split:{case_id}".encode()).digest()
+def split_key(case_id: int, lesion_id: str | None) -> str:
+    """The case id, or for a case that names its lesion a digest of that id (the lesion id
+    itself stays in the sealed record)."""
+    if lesion_id:
+        digest = hashlib.sha256(f"allcare-lesion:{lesion_id}".encode()).hexdigest()
+        return f"lesion:{digest[:40]}"
+    return str(case_id)
+
+
+def split_for(key: int | str, holdout_share: float) -> Split:
+    """Fixed by the split key alone, so the held-out set is the same on every machine, does not
+    depend on which cases active learning proposes, and only grows as cases are labelled."""
+    digest = hashlib.sha256(f"allcare-eval-split:{key}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     return Split.HOLDOUT if fraction < holdout_share else Split.TRAIN
 
 
+def case_split(case: Case, holdout_share: float) -> Split:
+    """A labelled case's frozen side, or the side an unlabelled one will take."""
+    if case.eval_split:
+        return Split(case.eval_split)
+    return split_for(case.split_key or str(case.id), holdout_share)
+
+
 def _used(label_id: Any) -> Any:
+    """In a model that reached production."""
     return exists().where(
         TrainingLabel.label_id == label_id,
-        TrainingLabel.version_id == ModelVersion.id,
-        ModelVersion.status != FAILED,
+        PointerChange.version_id == TrainingLabel.version_id,
+        PointerChange.name == PRODUCTION,
     )
 
 
@@ -53,6 +82,12 @@ def _training_side() -> Any:
 
 def _labelled() -> Select[tuple[Case, CaseLabel]]:
     return select(Case, CaseLabel).join(CaseLabel, CaseLabel.id == Case.current_label_id)
+
+
+def training_label_ids(session: Session) -> list[int]:
+    """Every trainable label on the training side: what a run trains on."""
+    query = select(CaseLabel.id).join(Case, Case.current_label_id == CaseLabel.id)
+    return list(session.scalars(query.where(_training_side()).order_by(CaseLabel.id)))
 
 
 def unused_label_ids(session: Session, since: datetime | None = None) -> list[int]:

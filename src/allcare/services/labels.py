@@ -77,7 +77,7 @@ class LabelService:
         case = self._target(case_id, submission)
         before = len(unused_label_ids(self.session))
         if case.eval_split is None:
-            case.eval_split = split_for(case.id, self._policy.holdout_share)
+            case.eval_split = split_for(case.split_key or case.id, self._policy.holdout_share)
         row = CaseLabel(
             case_id=case.id,
             labeller_id=principal.user_id,

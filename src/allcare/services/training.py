@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings, settings_environment
-from allcare.services import label_pool, training_config
+from allcare.services import evaluation_set, label_pool, training_config
 from allcare.services.architecture_choice import base_model
 from allcare.services.deployment import Deployment
 from allcare.services.errors import InvalidInput, NotFound, ServiceError
@@ -71,25 +71,29 @@ class TrainingSupervisor:
                     "message": f"Training already running: {running.id}",
                     "version_id": running.id,
                 }
-            label_ids = label_pool.unused_label_ids(session)
+            new_ids = label_pool.unused_label_ids(session)
             threshold = self.settings.retrain_min_new_labels
-            if len(label_ids) < threshold and not force:
+            if len(new_ids) < threshold and not force:
                 return {
                     "status": "skipped",
                     "success": False,
                     "reason": "Below threshold",
-                    "current_labels": len(label_ids),
+                    "current_labels": len(new_ids),
                     "threshold": threshold,
                     "message": "Use force=true to override",
                 }
+            # New labels decide when a run starts; it trains on every trainable label.
+            label_ids = label_pool.training_label_ids(session)
             images = self._image_count(session, label_ids)
             if images < 2:
                 raise InvalidInput(
-                    f"{len(label_ids)} unused labels with {images} stored photos: training "
+                    f"{len(label_ids)} trainable labels with {images} stored photos: training "
                     "needs at least 2 labelled photos"
                 )
             base = base_model(session, architecture)
             config = training_config.current(session, self.settings)
+            eval_set = evaluation_set.snapshot(session)
+            eval_summary = evaluation_set.summary(eval_set)
             version = ModelVersion(
                 id=new_version_id(session),
                 status=Status.TRAINING.value,
@@ -99,6 +103,7 @@ class TrainingSupervisor:
                 training_config=config,
                 metrics={},
                 progress={"phase": "starting", "fraction": 0.0},
+                eval_set=eval_set,
                 triggered_by=actor_id,
                 started_at=now_utc(),
                 heartbeat_at=now_utc(),
@@ -110,16 +115,20 @@ class TrainingSupervisor:
                 session,
                 EventType.RETRAIN_TRIGGERED,
                 f"{'Automatic retraining' if automatic else f'Retraining by {actor_id}'}: "
-                f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels",
+                f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels "
+                f"({len(new_ids)} new); judged on {eval_summary['cases']} {eval_summary['source']}"
+                " evaluation cases",
                 actor_id=actor_id,
                 version_id=version.id,
                 architecture=base.architecture,
                 base_version=base.id,
                 labels=len(label_ids),
+                new_labels=len(new_ids),
                 images=images,
                 automatic=automatic,
-                forced=force and len(label_ids) < threshold,
+                forced=force and len(new_ids) < threshold,
                 config=config,
+                evaluation_set=eval_summary,
             )
             session.commit()
             self._spawn(version.id)
@@ -130,8 +139,10 @@ class TrainingSupervisor:
                 "version_id": version.id,
                 "architecture": base.architecture,
                 "base_model": base.id,
-                "new_samples": len(label_ids),
+                "new_samples": len(new_ids),
+                "labels_used": len(label_ids),
                 "samples_used": images,
+                "evaluation_set": eval_summary,
             }
 
     def status(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def defaults(settings: Settings) -> dict[str, Any]:
         "optimizer": "Adam",
         "dropout": 0.3,
         "augmentation_applied": True,
+        "min_steps": settings.retrain_min_steps,
     }
 
 

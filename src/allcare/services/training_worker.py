@@ -16,27 +16,35 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from sqlalchemy import select
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings, load_settings
 from allcare.core.logging import configure_logging
+from allcare.ml.architectures import early_layers
 from allcare.ml.classes import CLASS_NAMES
-from allcare.ml.evaluation import evaluate
-from allcare.ml.loading import LoadedModel, load_model, predict
+from allcare.ml.loading import LoadedModel, load_model
 from allcare.ml.model_file import checkpoint, read_model
-from allcare.ml.photo import decode_photo, model_input_of
+from allcare.ml.photo import decode_photo
 from allcare.ml.torch_runtime import resolve_torch_device
-from allcare.ml.training import Progress, TrainingCancelled, TrainingConfig, fine_tune
+from allcare.ml.training import (
+    Progress,
+    TrainingCancelled,
+    TrainingConfig,
+    fine_tune,
+    training_threads,
+)
 from allcare.runtime import Runtime, model_options
+from allcare.services.candidate_evaluation import Judgement, gate_policy, judge
+from allcare.services.evaluation_set import EvalCase, open_cases, summary
 from allcare.services.events import EventType, record_event
 from allcare.services.images import IMAGE_NAMESPACE
 from allcare.services.label_pool import LabelledImage, Split, labelled_images
-from allcare.services.promotion_gate import GatePolicy, Verdict, decide
+from allcare.services.promotion_gate import Verdict
 from allcare.services.registry import (
     Pointer,
     Status,
@@ -45,6 +53,7 @@ from allcare.services.registry import (
     pointer,
     write_model_file,
 )
+from allcare.services.replay import founding_of, replay_samples
 from allcare.services.training_status import fail_run
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
@@ -53,14 +62,7 @@ from allcare.store.models import ModelVersion, TrainingLabel
 
 log = logging.getLogger("allcare.training_worker")
 PROGRESS_INTERVAL_S = 2.0
-
-
-def gate_policy(settings: Settings) -> GatePolicy:
-    return GatePolicy(
-        min_eval_images=settings.promotion_min_eval_cases,
-        min_improvement=settings.promotion_min_improvement,
-        max_ece_increase=settings.promotion_max_ece_increase,
-    )
+EVAL_CHUNK = 128
 
 
 class TrainingRun:
@@ -104,21 +106,32 @@ class TrainingRun:
                 )
             )
             train = labelled_images(session, self.sealer, label_ids, split=Split.TRAIN)
-            held_out = labelled_images(session, self.sealer, split=Split.HOLDOUT)
+            eval_set = version.eval_set or {}
+            eval_cases = open_cases(session, self.sealer, eval_set, self._read_blob)
             base = get_version(session, version.base_version or "")
             base_path = model_file(self.settings, base)
+            founding = founding_of(session, base)
             architecture = version.architecture or ""
             config = TrainingConfig.from_wire(version.training_config or {})
         self._report({"phase": "loading", "fraction": 0.0})
         _, module = read_model(base_path, trust_pickle=self.settings.model_trust_pickle)
+        replay = replay_samples(
+            founding, len(train), self.settings.retrain_replay_share, self._seed()
+        )
         started = time.monotonic()
         log_rows = fine_tune(
             module,
-            [self._loader(sample) for sample in train],
-            [CLASS_NAMES.index(sample.label) for sample in train],
+            [self._loader(sample) for sample in train]
+            + [_file_loader(sample.path) for sample in replay.samples],
+            [CLASS_NAMES.index(sample.label) for sample in train]
+            + [sample.label for sample in replay.samples],
             config,
             device=resolve_torch_device(self.settings.retrain_device, "RETRAIN_DEVICE"),
-            seed=int.from_bytes(self.version_id.encode()[-4:], "big"),
+            seed=self._seed(),
+            # Production learnt its BatchNorm statistics (and, when pretrained, its early
+            # filters) on far more photos than a clinic's labels: they stay.
+            frozen=early_layers(module),
+            freeze_batch_norm=True,
             on_progress=self._progress,
             should_stop=self._should_stop,
         )
@@ -134,43 +147,25 @@ class TrainingRun:
         options = model_options(self.settings)
         candidate = load_model(self.settings.models_dir / file_key, options, self.version_id)
         self._report({"phase": "evaluating"}, force=True)
-        self._judge(candidate, held_out, file_key, sha256, size, log_rows, train, training_seconds)
-
-    def _judge(
-        self,
-        candidate: LoadedModel,
-        held_out: list[LabelledImage],
-        file_key: str,
-        sha256: str,
-        size: int,
-        log_rows: list[dict[str, Any]],
-        train: list[LabelledImage],
-        training_seconds: float,
-    ) -> None:
-        inputs = [model_input_of(self._photo(sample)) for sample in held_out]
-        labels = np.array([CLASS_NAMES.index(sample.label) for sample in held_out], dtype=int)
-        candidate_metrics = evaluate(predict(candidate, inputs), labels)
-        with self.db.session() as session:
-            production_id = pointer(session, Pointer.PRODUCTION)
-            production = session.get(ModelVersion, production_id) if production_id else None
-            production_path = model_file(self.settings, production) if production else None
-        production_metrics = None
-        if production_path is not None:
-            options = model_options(self.settings)
-            current = load_model(production_path, options, production_id)
-            production_metrics = evaluate(predict(current, inputs), labels)
-        decision = decide(candidate_metrics, production_metrics, gate_policy(self.settings))
+        judged = self._judge(candidate, eval_cases)
+        judged.evaluation["evaluation_set"] = summary(eval_set)
         last = log_rows[-1] if log_rows else {}
         metrics = {
-            "val_accuracy": candidate_metrics.get("accuracy"),
-            "balanced_accuracy": candidate_metrics.get("balanced_accuracy"),
-            "mel_recall": candidate_metrics.get("mel_recall"),
-            "ece": candidate_metrics.get("ece"),
-            "eval_images": candidate_metrics["n"],
+            "val_accuracy": judged.candidate.get("accuracy"),
+            "balanced_accuracy": judged.candidate.get("balanced_accuracy"),
+            "mel_recall": judged.candidate.get("mel_recall"),
+            "ece": judged.candidate.get("ece"),
+            "eval_cases": judged.candidate["n"],
+            "eval_images": sum(len(case.photos) for case in eval_cases),
             "train_accuracy": last.get("train_accuracy"),
             "train_loss": last.get("train_loss"),
             "samples_used": len(train),
+            "replay_samples": len(replay.samples),
+            "replay_source": replay.source,
+            "replay_note": replay.note,
+            "labels_used": len({sample.label_id for sample in train}),
             "new_samples_used": len({sample.label_id for sample in train}),
+            "steps": sum(row.get("steps", 0) for row in log_rows),
             "epochs_completed": len(log_rows),
             "training_seconds": round(training_seconds, 1),
             "seconds_per_epoch": round(training_seconds / max(1, len(log_rows)), 1),
@@ -181,16 +176,24 @@ class TrainingRun:
             size=size,
             metrics=metrics,
             log_rows=log_rows,
-            evaluation={
-                "production_version": production_id,
-                "candidate": candidate_metrics,
-                "production": production_metrics,
-                "verdict": decision.verdict.value,
-                "reasons": decision.reasons,
-                "eval_images": candidate_metrics["n"],
-            },
-            verdict=decision.verdict,
-            reasons=decision.reasons,
+            evaluation=judged.evaluation,
+            verdict=judged.decision.verdict,
+            reasons=judged.decision.reasons,
+        )
+
+    def _seed(self) -> int:
+        return int.from_bytes(self.version_id.encode()[-4:], "big")
+
+    def _judge(self, candidate: LoadedModel, eval_cases: list[EvalCase]) -> Judgement:
+        with self.db.session() as session:
+            production_id = pointer(session, Pointer.PRODUCTION)
+            production = session.get(ModelVersion, production_id) if production_id else None
+            production_path = model_file(self.settings, production) if production else None
+        current = None
+        if production_path is not None:
+            current = load_model(production_path, model_options(self.settings), production_id)
+        return judge(
+            candidate, current, production_id, eval_cases, gate_policy(self.settings), self._seed()
         )
 
     def _record_outcome(
@@ -221,15 +224,16 @@ class TrainingRun:
             record_event(
                 session,
                 EventType.TRAINING_COMPLETED,
-                f"Training {self.version_id} completed: accuracy {metrics['val_accuracy']}, "
-                f"balanced accuracy {metrics['balanced_accuracy']} on "
-                f"{metrics['eval_images']} held-out photos; gate: {verdict.value}",
+                f"Training {self.version_id} completed on {metrics['labels_used']} labels: "
+                f"balanced accuracy {_three(metrics['balanced_accuracy'])} on "
+                f"{metrics['eval_cases']} evaluation cases; gate: {verdict.value}",
                 version_id=self.version_id,
                 accuracy=metrics["val_accuracy"],
                 samples_used=metrics["samples_used"],
                 metrics=metrics,
                 verdict=verdict.value,
                 reasons=reasons,
+                comparison=evaluation["comparison"],
             )
             if verdict == Verdict.REJECT:
                 record_event(
@@ -245,8 +249,11 @@ class TrainingRun:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _read_blob(self, blob_key: str, image_id: str) -> bytes:
+        return self.blobs.read(blob_key, IMAGE_NAMESPACE, image_id)
+
     def _photo(self, sample: LabelledImage) -> bytes:
-        return self.blobs.read(sample.blob_key, IMAGE_NAMESPACE, sample.image_id)
+        return self._read_blob(sample.blob_key, sample.image_id)
 
     def _loader(self, sample: LabelledImage) -> Callable[[], Any]:
         return lambda: decode_photo(self._photo(sample))
@@ -294,14 +301,21 @@ class TrainingRun:
         fail_run(self.db, self.version_id, reason, cancelled=cancelled)
 
 
+def _file_loader(path: Path) -> Callable[[], Any]:
+    return lambda: decode_photo(path.read_bytes())
+
+
+def _three(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m allcare.services.training_worker VERSION_ID")
     settings = load_settings()
     configure_logging("info", settings.log_format)
     os.nice(10)  # serving first: training takes the CPU the API leaves
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(settings.training_threads or max(1, (cores or 1) - 1))
+    torch.set_num_threads(training_threads(settings.training_threads))
     db, sealer = Runtime.open_store(settings)
     blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
     try:

@@ -97,6 +97,9 @@ class Case(Base):
     # other) and the case's side of the frozen evaluation split, fixed at its first label.
     current_label_id: Mapped[int | None] = mapped_column(Integer)
     eval_split: Mapped[str | None] = mapped_column(String(8))
+    # What decides that side (services/label_pool.py): the case id, or a digest of the lesion
+    # id the record carries, so one lesion never sits on both sides.
+    split_key: Mapped[str | None] = mapped_column(String(80))
 
 
 class CaseDecision(Base):
@@ -200,6 +203,8 @@ class ModelVersion(Base):
     training_config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The evaluation cases and photos fixed when the run was triggered (label_pool.EvalSet).
+    eval_set: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     training_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

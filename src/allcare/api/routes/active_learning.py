@@ -49,6 +49,8 @@ def candidates(
         strategy=body.strategy,
         mel_quota=settings.al_mel_quota,
         mel_suspicion=settings.al_mel_suspicion,
+        evaluation_share=settings.al_evaluation_share,
+        holdout_share=settings.eval_holdout_share,
     )
     service = ActiveLearningService(session, runtime.sealer, runtime.opened_probabilities)
     answer = service.candidates(principal, query)

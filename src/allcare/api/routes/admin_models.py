@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from allcare.api.deps import AdminDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import AssetActivateIn, ModelStatus, PromoteIn, RollbackIn
-from allcare.services import assets, registry
+from allcare.services import assets, evaluation_set, registry
 from allcare.services.errors import NotFound
 
 router = APIRouter(prefix="/admin/models", tags=["admin: models"])
@@ -82,6 +82,20 @@ def training_log(version_id: str, _: AdminDep, session: SessionDep) -> dict[str,
             "series": {key: [row.get(key) for row in rows] for key in metrics},
             "available_metrics": metrics,
         },
+    }
+
+
+@router.get("/{version_id}/evaluation-set")
+def recorded_evaluation_set(version_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    """The exact cases and photos a run was judged on, fixed when it was triggered."""
+    version = registry.get_version(session, _version_id(version_id))
+    if not version.eval_set:
+        raise NotFound(f"No evaluation set was recorded for {version.id}")
+    return {
+        "status": "ok",
+        "version_id": version.id,
+        "summary": evaluation_set.summary(version.eval_set),
+        "evaluation_set": version.eval_set,
     }
 
 

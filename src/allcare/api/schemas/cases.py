@@ -37,6 +37,9 @@ class _CaseFields(BaseModel):
     image_id: IdText | None = None
     blur_score: Annotated[float, Field(allow_inf_nan=False)] | None = None
     device: ShortText | None = None
+    # Additive (not sent by the app): photos of one lesion sent as several cases name the same
+    # lesion, and then sit on the same side of the evaluation split.
+    lesion_id: IdText | None = None
 
 
 class CaseLogIn(_CaseFields):
