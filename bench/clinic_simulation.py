@@ -51,6 +51,7 @@ from allcare.ml.paired_bootstrap import compare, metric_interval
 from allcare.ml.photo import model_input_of
 
 PASSWORD = "simulated-clinic-password"  # noqa: S105 - a throwaway server's account
+EVALUATION_SHARE = 0.2
 
 
 @dataclass
@@ -98,7 +99,9 @@ def environment(storage: Path, args: argparse.Namespace, port: int) -> dict[str,
         "BACKSERVER_HOST": "127.0.0.1",
         "BACKSERVER_PORT": str(port),
         "RETRAIN_AUTO": "true",
-        "RETRAIN_MIN_NEW_LABELS": str(args.labels),
+        # A round's evaluation share goes to held-out cases: the rest starts the next run.
+        "RETRAIN_MIN_NEW_LABELS": str(args.labels - round(args.labels * EVALUATION_SHARE)),
+        "AL_EVALUATION_SHARE": str(EVALUATION_SHARE),
         "RETRAIN_MIN_STEPS": str(args.min_steps),
         "PROMOTION_MIN_EVAL_CASES": str(args.min_eval_cases),
         "UPLOAD_RATE_PER_MINUTE": "100000",
@@ -138,9 +141,17 @@ def upload_case(client: httpx.Client, gp: dict[str, str], row: dict[str, str]) -
     return case_id
 
 
-def wait_idle(client: httpx.Client, admin: dict[str, str], timeout: float = 3600) -> None:
-    deadline = time.monotonic() + timeout
-    time.sleep(1.0)
+def runs(client: httpx.Client, admin: dict[str, str]) -> int:
+    return len(client.get("/admin/models", headers=admin).json()["models"])
+
+
+def wait_for_round(
+    client: httpx.Client, admin: dict[str, str], before: int, expect_run: bool
+) -> None:
+    """Until the run the round's labels started (automatic retraining) has been judged."""
+    deadline = time.monotonic() + 3600
+    while expect_run and runs(client, admin) <= before and time.monotonic() < deadline - 3570:
+        time.sleep(0.5)
     while (
         client.get("/admin/retrain/status", headers=admin).json()["retrain_status"]["status"]
         == "training"
@@ -192,6 +203,7 @@ def simulate(name: str, seed: int, args: argparse.Namespace, test: TestSplit) ->
         for round_index in range(args.rounds):
             for row in pool[round_index * args.uploads : (round_index + 1) * args.uploads]:
                 truth[upload_case(client, gp, row)] = row["dx"]
+            before = runs(client, admin)
             strategy = "random" if name == "random" else "margin"
             picked = client.post(
                 "/active-learning/candidates",
@@ -202,7 +214,7 @@ def simulate(name: str, seed: int, args: argparse.Namespace, test: TestSplit) ->
                 label = {"correct_label": truth[candidate["case_id"]]}
                 client.post(f"/cases/{candidate['case_id']}/label", json=label, headers=doctor)
                 labelled += 1
-            wait_idle(client, admin)
+            wait_for_round(client, admin, before, expect_run=len(picked) >= args.labels)
             if name == "always":
                 _promote_newest(client, admin)
             version, path = production_path(client, admin)
