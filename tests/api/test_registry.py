@@ -204,6 +204,7 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
             "optimizer": "Adam",
             "dropout": 0.3,
             "augmentation_applied": True,
+            "min_steps": 300,
         }
     )
     for bad in (
@@ -213,6 +214,7 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
         {"learning_rate": 2.0},
         {"optimizer": "adam"},
         {"dropout": 0.95},
+        {"min_steps": -1},
         {"architecture": "yolo"},
         {"epochs": "ten"},
     ):
@@ -248,7 +250,7 @@ def test_retraining_refusals_say_why(start: Callable[..., Api]) -> None:
         "message": "Use force=true to override",
     }
     refused = admin.post("/admin/retrain/trigger", json={"architecture": "yolo", "force": True})
-    assert refused.json()["detail"].startswith("0 unused labels")
+    assert refused.json()["detail"].startswith("0 trainable labels")
     gp, doctor = api.as_user("gp1"), api.as_user("doc1")
     labelled = 0
     while labelled < 3:
@@ -271,9 +273,10 @@ def test_retraining_refusals_say_why(start: Callable[..., Api]) -> None:
         "--architecture resnet50`"
     }
     listing = admin.get("/admin/retrain/architectures").json()
-    assert listing["default_architecture"] == "efficientnet_v2_m"
+    assert listing["default_architecture"] == "efficientnet_lite0"
     offered = {a["id"]: a["available"] for a in listing["architectures"]}
     assert offered == {
+        "efficientnet_lite0": True,
         "resnet50": True,
         "efficientnet_v2_m": True,
         "mobilenet_v3_large": True,

@@ -23,6 +23,8 @@ class TrainingConfigIn(BaseModel):
     optimizer: Literal["Adam", "SGD", "AdamW", "RMSprop"] | None = None  # ml/training.py
     dropout: float | None = Field(None, ge=0.0, le=0.9, allow_inf_nan=False)
     augmentation_applied: bool | None = None
+    # Additive: the fewest optimiser steps of a run (RETRAIN_MIN_STEPS by default).
+    min_steps: int | None = Field(None, ge=0, le=1_000_000)
     architecture: str | None = Field(None, max_length=40)
 
     @field_validator("architecture")
