@@ -27,8 +27,8 @@ from allcare.store.models import User
 if TYPE_CHECKING:
     from allcare.ml.batching import InferenceEngine
     from allcare.ml.loading import ModelOptions
-    from allcare.services.active_learning import OpenedProbabilities
     from allcare.services.deployment import Deployment
+    from allcare.services.opened_probabilities import OpenedProbabilities
     from allcare.services.photo_checks import PhotoCheckService
     from allcare.services.training import TrainingSupervisor
 
@@ -221,7 +221,7 @@ def _one_blas_thread() -> None:
 
 
 def _opened_probabilities() -> OpenedProbabilities:
-    from allcare.services.active_learning import OpenedProbabilities
+    from allcare.services.opened_probabilities import OpenedProbabilities
 
     return OpenedProbabilities()
 

@@ -26,6 +26,7 @@ from allcare.ml.active_learning import select as select_cases
 from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
 from allcare.services.cases import CaseService, CaseState
 from allcare.services.label_pool import Split, split_for
+from allcare.services.opened_probabilities import OpenedProbabilities
 from allcare.services.photo_checks import ranked_predictions
 from allcare.services.principal import Principal
 from allcare.store import vectors
@@ -83,27 +84,6 @@ class CandidateQuery:
     mel_suspicion: float = 0.3
     evaluation_share: float = 0.0
     holdout_share: float = 0.2
-
-
-class OpenedProbabilities:
-    """Decrypted photo probabilities by image id, kept by the server process: they never change
-    once stored, and opening 200,000 sealed values costs about half a second per request."""
-
-    MAX_ENTRIES = 2_000_000
-
-    def __init__(self) -> None:
-        self._rows: dict[str, bytes] = {}
-
-    def open(self, sealer: Sealer, rows: list[Any]) -> list[bytes]:
-        cached = self._rows
-        missing = [row for row in rows if row[1] not in cached]
-        if missing:
-            contexts = [f"image-probabilities:{row[1]}" for row in missing]
-            opened = sealer.open_many([row[2] for row in missing], contexts)
-            if len(cached) + len(missing) > self.MAX_ENTRIES:
-                cached.clear()
-            cached.update(zip((row[1] for row in missing), opened, strict=True))
-        return [cached[row[1]] for row in rows]
 
 
 class ActiveLearningService:
