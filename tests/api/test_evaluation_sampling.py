@@ -76,3 +76,12 @@ def test_photos_of_one_lesion_never_sit_on_both_sides(make_clinic: Callable[...,
     for case_ids in lesions.values():
         assert len({sides[case_id] for case_id in case_ids}) == 1, lesions
     assert {sides[c] for ids in lesions.values() for c in ids} == {Split.TRAIN, Split.HOLDOUT}
+
+
+def test_an_oversized_or_malformed_lesion_id_is_a_clear_422(clinic: Api) -> None:
+    gp = clinic.as_user("gp1")
+    for bad in ("x" * 65, 42, ["lesion"]):
+        case_id = gp.post("/cases/next-id").json()["case_id"]
+        refused = gp.post("/cases", json={"case_id": case_id, "lesion_id": bad})
+        assert refused.status_code == 422, refused.text
+        assert "lesion_id" in refused.text
