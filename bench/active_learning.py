@@ -1,29 +1,34 @@
 """Which active-learning strategy saves the most expert labels, on real HAM10000 photos.
 
 Pool-based simulation on ham10000-dev: the ``train`` split is the unlabelled pool (its true
-labels play the expert), the lesion-disjoint ``test`` split measures the model. Each round a
-small CNN (32x32 input, so a run fits a CPU) is trained from scratch on the labels so far with
-class-balanced sampling, scores the pool, and the strategy picks the next batch to "label". The
-strategies are the server's own (allcare.ml.active_learning), fed with the model's class
-probabilities and penultimate-layer features, exactly what the server stores for each photo.
+labels play the expert). Each round a small CNN (32x32 input, so a run fits a CPU) is trained
+from scratch on the labels so far with class-balanced sampling, scores the pool, and the
+strategy picks the next batch to "label". The strategies are the server's own
+(allcare.ml.active_learning), fed with the model's class probabilities and penultimate-layer
+features, exactly what the server stores for each photo.
 
-Prints balanced accuracy (and melanoma recall) per round, averaged over seeds, and how many
-labels each strategy needs to reach the balanced accuracy random selection ends with.
+The strategy is *chosen* on the ``val`` split (highest mean balanced accuracy over the rounds
+after the first) and *reported* on the lesion-disjoint ``test`` split, which plays no part in the
+choice: balanced accuracy and melanoma recall per strategy and budget, mean over seeds with a
+95 % t-interval over seeds, and the chosen strategy's paired gain over random selection.
 
-    .venv/bin/python bench/active_learning.py [--rounds 8] [--batch 100] [--seeds 2]
+    .venv/bin/python bench/active_learning.py [--rounds 8] [--batch 100] [--seeds 5] [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from scipy import stats
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -115,26 +120,36 @@ def predict(model: SmallCnn, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return torch.softmax(logits, 1).numpy(), torch.cat([o[1] for o in outputs]).numpy()
 
 
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class History:
+    """One strategy, one seed: labels so far and the scores after each round."""
+
+    labels: list[int] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)
+    test: list[float] = field(default_factory=list)
+    test_mel: list[float] = field(default_factory=list)
+
+
 def simulate(
-    run: str,
-    pool: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    rounds: int,
-    batch: int,
-    epochs: int,
-    seed: int,
-) -> list[tuple[int, float, float | None]]:
+    run: str, pool: Split, val: Split, test: Split, args: argparse.Namespace, seed: int
+) -> History:
     images, truth = pool
     rng = np.random.default_rng(seed)
     labelled = np.zeros(len(truth), dtype=bool)
-    labelled[rng.choice(len(truth), batch, replace=False)] = True
+    labelled[rng.choice(len(truth), args.batch, replace=False)] = True
     strategy = STRATEGIES["margin" if run == "margin+safeguard" else run]
-    history = []
-    for round_index in range(rounds + 1):
-        model = train(images[labelled], truth[labelled], epochs, seed + round_index)
-        scores = evaluate(predict(model, test[0])[0], test[1])
-        history.append((int(labelled.sum()), scores["balanced_accuracy"], scores["mel_recall"]))
-        if round_index == rounds:
+    history = History()
+    for round_index in range(args.rounds + 1):
+        model = train(images[labelled], truth[labelled], args.epochs, seed + round_index)
+        on_test = evaluate(predict(model, test[0])[0], test[1])
+        history.labels.append(int(labelled.sum()))
+        history.val.append(evaluate(predict(model, val[0])[0], val[1])["balanced_accuracy"])
+        history.test.append(on_test["balanced_accuracy"])
+        history.test_mel.append(on_test["mel_recall"] or 0.0)
+        if round_index == args.rounds:
             break
         unlabelled = np.flatnonzero(~labelled)
         probabilities, features = predict(model, images[unlabelled])
@@ -147,16 +162,62 @@ def simulate(
         )
         instance = strategy(seed=seed + round_index) if run == "random" else strategy()  # type: ignore[call-arg]
         quota = 0.2 if run == "margin+safeguard" else 0.0
-        chosen = select(candidates, instance, batch, mel_quota=quota, mel_suspicion=0.3)
+        chosen = select(candidates, instance, args.batch, mel_quota=quota, mel_suspicion=0.3)
         labelled[unlabelled[chosen.cases]] = True
     return history
 
 
-def labels_to_reach(history: list[tuple[int, float, float | None]], target: float) -> str:
-    for labels, balanced, _ in history:
-        if balanced >= target:
-            return str(labels)
-    return f">{history[-1][0]}"
+def interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean over seeds and its 95 % t-interval (the seeds are the independent repetitions)."""
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def cell(values: np.ndarray) -> str:
+    mean, low, high = interval(values)
+    return f"{mean:.3f} ({low:.3f}-{high:.3f})"
+
+
+def report(results: dict[str, list[History]], seeds: int) -> dict[str, object]:
+    """Choose on val, report on test; returns what --out writes."""
+    val_area = {run: np.mean([np.mean(h.val[1:]) for h in runs]) for run, runs in results.items()}
+    chosen = max(val_area, key=lambda run: val_area[run])
+    budgets = results["random"][0].labels
+    print(f"\nMean val balanced accuracy over rounds 2-{len(budgets)} (the choice):")
+    for run, area in sorted(val_area.items(), key=lambda item: -item[1]):
+        print(f"  {run:<18} {area:.3f}" + ("  <- chosen" if run == chosen else ""))
+    for title, metric in (
+        ("Balanced accuracy", "test"),
+        ("Melanoma recall", "test_mel"),
+    ):
+        print(f"\n{title} on test, mean of {seeds} seeds (95 % t-interval over seeds):\n")
+        print("| labels | " + " | ".join(results) + " |")
+        print("|---" * (len(results) + 1) + "|")
+        for index, count in enumerate(budgets):
+            cells = [
+                cell(np.array([getattr(h, metric)[index] for h in runs]))
+                for runs in results.values()
+            ]
+            print(f"| {count} | " + " | ".join(cells) + " |")
+    print(f"\n{chosen} minus random on test, paired by seed:\n")
+    print("| labels | balanced accuracy gain | melanoma recall gain |")
+    print("|---|---|---|")
+    gains = []
+    for index, count in enumerate(budgets):
+        pairs = list(zip(results[chosen], results["random"], strict=True))
+        gain = np.array([c.test[index] - r.test[index] for c, r in pairs])
+        mel = np.array([c.test_mel[index] - r.test_mel[index] for c, r in pairs])
+        gains.append({"labels": count, "gain": interval(gain), "mel_gain": interval(mel)})
+        print(f"| {count} | {cell(gain)} | {cell(mel)} |")
+    return {
+        "chosen": chosen,
+        "val_area": val_area,
+        "gains_over_random": gains,
+        "histories": {run: [h.__dict__ for h in runs] for run, runs in results.items()},
+    }
 
 
 def main() -> None:
@@ -164,43 +225,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="write the histories and the choice as JSON")
     args = parser.parse_args()
     if not HAM.exists():
         raise SystemExit(f"{HAM} not found")
     torch.set_num_threads(2)
     started = time.perf_counter()
-    pool, test = load_split("train"), load_split("test")
+    pool, val, test = load_split("train"), load_split("val"), load_split("test")
     print(
-        f"pool {len(pool[1])} photos, test {len(test[1])} photos "
+        f"pool {len(pool[1])} photos, val {len(val[1])}, test {len(test[1])} "
         f"(loaded in {time.perf_counter() - started:.0f} s)",
         flush=True,
     )
-    results: dict[str, np.ndarray] = {}
-    mel: dict[str, np.ndarray] = {}
+    results: dict[str, list[History]] = {}
     for run in RUNS:
         started = time.perf_counter()
-        per_seed = [
-            simulate(run, pool, test, args.rounds, args.batch, args.epochs, seed)
-            for seed in range(args.seeds)
-        ]
-        results[run] = np.array([[h[1] for h in history] for history in per_seed]).mean(axis=0)
-        mel[run] = np.array([[h[2] or 0.0 for h in history] for history in per_seed]).mean(axis=0)
+        results[run] = [simulate(run, pool, val, test, args, seed) for seed in range(args.seeds)]
         print(f"{run}: {time.perf_counter() - started:.0f} s", flush=True)
-    labels = [args.batch * (i + 1) for i in range(args.rounds + 1)]
-    print(
-        f"\nBalanced accuracy on the test split (mean of {args.seeds} seeds); "
-        "melanoma recall in brackets"
-    )
-    print(f"{'labels':>6} " + " ".join(f"{run:>17}" for run in RUNS))
-    for index, count in enumerate(labels):
-        cells = " ".join(f"{results[run][index]:>9.3f} ({mel[run][index]:.2f})" for run in RUNS)
-        print(f"{count:>6} {cells}")
-    target = float(results["random"][-1])
-    print(f"\nLabels needed to reach {target:.3f} (random selection's final balanced accuracy):")
-    for run in RUNS:
-        history = [(labels[i], float(results[run][i]), None) for i in range(len(labels))]
-        print(f"  {run:<18} {labels_to_reach(history, target)}")
+    written = report(results, args.seeds)
+    if args.out:
+        args.out.write_text(json.dumps(written, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,18 @@ Per arm and seed, on ham10000-dev through a real server and its HTTP API:
 
 Arms: `server` (the server's policy: margin strategy, the gate), `random` (random labelling,
 the gate), `always` (the server's candidates, every candidate promoted by an admin whatever the
-gate says). At the end, the paired interval of production's balanced-accuracy gain over the
-first model on `test`, and for every promotion the paired change of test melanoma sensitivity.
+gate says). The arms of one seed start from the same first model (trained once, its storage
+copied), so they are paired. At the end, the paired interval of production's balanced-accuracy
+gain over the first model on `test`, and for every promotion the paired change of test melanoma
+sensitivity.
+
+The gate judges on `--evaluation`: `clinic` (the random evaluation share of the doctor's
+labelling, AL_EVALUATION_SHARE 0.2) or `val` (the admin registers the founding data set's `val`
+split as the curated evaluation set, `allcare evaluation-set register`, and the evaluation share
+is the smallest allowed, 0.05, so 95 % of the labels train).
 
     .venv/bin/python bench/clinic_simulation.py --seeds 0 1 2 --arms server random always \\
-        --founding 300 --rounds 5 --uploads 250 --labels 200 --epochs 2 --min-steps 150
+        --founding 300 --rounds 2 --uploads 1000 --labels 500 --evaluation val --out DIR
 
 Writes a table to stdout and, with --out DIR, results.json and a PNG plot (matplotlib).
 """
@@ -30,6 +37,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +59,8 @@ from allcare.ml.paired_bootstrap import compare, metric_interval
 from allcare.ml.photo import model_input_of
 
 PASSWORD = "simulated-clinic-password"  # noqa: S105 - a throwaway server's account
-EVALUATION_SHARE = 0.2
+CLINIC_EVALUATION_SHARE = 0.2
+CURATED_EVALUATION_SHARE = 0.05
 
 
 @dataclass
@@ -92,6 +101,8 @@ class TestSplit:
 
 
 def environment(storage: Path, args: argparse.Namespace, port: int) -> dict[str, str]:
+    # With a curated set the clinic's held-out cases judge nothing: the smallest share allowed.
+    share = CLINIC_EVALUATION_SHARE if args.evaluation == "clinic" else CURATED_EVALUATION_SHARE
     return os.environ | {
         "STORAGE_ROOT": str(storage),
         "ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
@@ -100,13 +111,29 @@ def environment(storage: Path, args: argparse.Namespace, port: int) -> dict[str,
         "BACKSERVER_PORT": str(port),
         "RETRAIN_AUTO": "true",
         # A round's evaluation share goes to held-out cases: the rest starts the next run.
-        "RETRAIN_MIN_NEW_LABELS": str(args.labels - round(args.labels * EVALUATION_SHARE)),
-        "AL_EVALUATION_SHARE": str(EVALUATION_SHARE),
+        "RETRAIN_MIN_NEW_LABELS": str(args.labels - round(args.labels * share)),
+        "AL_EVALUATION_SHARE": str(share),
+        "EVAL_HOLDOUT_SHARE": str(share),
         "RETRAIN_MIN_STEPS": str(args.min_steps),
         "PROMOTION_MIN_EVAL_CASES": str(args.min_eval_cases),
+        # Nothing is served while the simulated doctor waits for a run: both cores train.
+        "TRAINING_THREADS": str(os.cpu_count() or 1),
         "UPLOAD_RATE_PER_MINUTE": "100000",
         "LOG_LEVEL": "warning",
     }
+
+
+def founding_storage(args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, str]]:
+    """Accounts and the first model of one seed, in a storage folder every arm copies."""
+    storage = Path(tempfile.mkdtemp(prefix=f"clinic-founding-{seed}-"))
+    env = environment(storage, args, free_port())
+    for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
+        add_account(env, user, PASSWORD, role)
+    first_model(env, args, seed)
+    if args.evaluation == "val":
+        register = [sys.executable, "-m", "allcare", "evaluation-set", "register", str(HAM)]
+        subprocess.run([*register, "--split", "val"], env=env, check=True, capture_output=True)
+    return storage, env
 
 
 def first_model(env: dict[str, str], args: argparse.Namespace, seed: int) -> None:
@@ -171,15 +198,19 @@ def measure(test: TestSplit, path: Path, seed: int) -> dict[str, Any]:
     return {name: value.as_dict() for name, value in intervals.items()}
 
 
-def simulate(name: str, seed: int, args: argparse.Namespace, test: TestSplit) -> Arm:
+def simulate(
+    name: str,
+    seed: int,
+    args: argparse.Namespace,
+    test: TestSplit,
+    founding: tuple[Path, dict[str, str]],
+) -> Arm:
     arm = Arm(name, seed)
     started = time.monotonic()
-    storage = Path(tempfile.mkdtemp(prefix=f"clinic-{name}-{seed}-"))
+    storage = Path(tempfile.mkdtemp(prefix=f"clinic-{name}-{seed}-")) / "storage"
+    shutil.copytree(founding[0], storage)
     port = free_port()
-    env = environment(storage, args, port)
-    for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
-        add_account(env, user, PASSWORD, role)
-    first_model(env, args, seed)
+    env = founding[1] | {"STORAGE_ROOT": str(storage), "BACKSERVER_PORT": str(port)}
     server = subprocess.Popen(
         [sys.executable, "-m", "allcare", "serve"], env=env, stdout=subprocess.DEVNULL
     )
@@ -192,11 +223,16 @@ def simulate(name: str, seed: int, args: argparse.Namespace, test: TestSplit) ->
             except httpx.TransportError:
                 time.sleep(0.5)
         gp, doctor, admin = (token(client, u) for u in ("gp1", "doc1", "admin1"))
-        client.post("/admin/training-config", json={"epochs": args.epochs}, headers=admin)
+        config = {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+        }
+        client.post("/admin/training-config", json=config, headers=admin).raise_for_status()
         first_id, first = production_path(client, admin)
         arm.points.append({"labels": 0, "version": first_id} | measure(test, first, seed))
-        founding = founding_ids(args.founding, seed)
-        pool = [row for row in rows("train") if row["image_id"] not in founding]
+        seen = founding_ids(args.founding, seed)
+        pool = [row for row in rows("train") if row["image_id"] not in seen]
         random.Random(seed).shuffle(pool)
         truth: dict[str, str] = {}
         labelled = 0
@@ -212,7 +248,11 @@ def simulate(name: str, seed: int, args: argparse.Namespace, test: TestSplit) ->
             ).json()["candidates"]
             for candidate in picked:
                 label = {"correct_label": truth[candidate["case_id"]]}
-                client.post(f"/cases/{candidate['case_id']}/label", json=label, headers=doctor)
+                answer = client.post(
+                    f"/cases/{candidate['case_id']}/label", json=label, headers=doctor
+                )
+                if answer.status_code != 200:
+                    raise SystemExit(f"labelling failed: {answer.status_code} {answer.text}")
                 labelled += 1
             wait_for_round(client, admin, before, expect_run=len(picked) >= args.labels)
             if name == "always":
@@ -329,12 +369,15 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["server", "random", "always"])
     parser.add_argument("--founding", type=int, default=300)
     parser.add_argument("--first-epochs", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--uploads", type=int, default=250)
-    parser.add_argument("--labels", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--min-steps", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--uploads", type=int, default=1000)
+    parser.add_argument("--labels", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--min-steps", type=int, default=50)
     parser.add_argument("--min-eval-cases", type=int, default=100)
+    parser.add_argument("--evaluation", choices=["clinic", "val"], default="val")
     parser.add_argument("--test-limit", type=int, default=0, help="0: the whole test split")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -343,8 +386,9 @@ def main() -> None:
     test = TestSplit(args.test_limit or None)
     arms = []
     for seed in args.seeds:
+        founding = founding_storage(args, seed)
         for name in args.arms:
-            arms.append(simulate(name, seed, args, test))
+            arms.append(simulate(name, seed, args, test, founding))
     report(arms, args.out)
 
 

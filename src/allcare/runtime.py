@@ -23,6 +23,7 @@ from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 from allcare.store.models import User
+from allcare.store.private_files import make_private, wider_than_private
 
 if TYPE_CHECKING:
     from allcare.ml.batching import InferenceEngine
@@ -61,7 +62,8 @@ class Runtime:
     def open_store(cls, settings: Settings) -> tuple[Database, Sealer]:
         """Database (migrated) and key ring: what CLI commands need, without a signing secret."""
         sealer = Sealer.from_settings(settings)
-        settings.storage_root.mkdir(parents=True, exist_ok=True)
+        make_private()
+        settings.storage_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = Database(settings.sqlalchemy_url)
         try:
             db.migrate()
@@ -95,6 +97,7 @@ class Runtime:
             timedelta(hours=settings.jwt_expiration_hours),
         )
         db, sealer = cls.open_store(settings)
+        _warn_if_readable_by_others(settings)
         blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
         blobs.recover()
         remove_partial_files(settings)
@@ -218,6 +221,20 @@ def _one_blas_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
+
+
+def _warn_if_readable_by_others(settings: Settings) -> None:
+    """Data written before files were made owner-only (or copied in) stays as it was: say so."""
+    wider = wider_than_private(settings.storage_root)
+    if wider.count:
+        log.warning(
+            "%d files or folders under %s can be read by other users (e.g. %s); patient data "
+            "should be owner-only: chmod -R go-rwx %s",
+            wider.count,
+            settings.storage_root,
+            ", ".join(str(path) for path in wider.examples),
+            settings.storage_root,
+        )
 
 
 def _opened_probabilities() -> OpenedProbabilities:

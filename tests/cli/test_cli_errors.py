@@ -61,5 +61,31 @@ def test_a_failing_command_prints_one_line_and_exits_non_zero(
     result = allcare(tmp_path, *args, **env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    [line] = result.stderr.strip().splitlines()
+    *opened, line = result.stderr.strip().splitlines()
     assert line.startswith(expected), line
+    # Before it fails, a command that got as far as its data says which data (and nothing else).
+    assert len(opened) <= 1
+    assert all(o.startswith("Using database ") for o in opened), opened
+    assert all(o.endswith(f"storage root {tmp_path / 'storage'}") for o in opened), opened
+
+
+def test_a_command_names_the_database_and_storage_root_it_opened(tmp_path: Path) -> None:
+    """Without STORAGE_ROOT the data is ./storage: the line shows where that is."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "STORAGE_ROOT")
+    } | {"JWT_SECRET_KEY": TEST_JWT_SECRET}
+    result = subprocess.run(
+        [sys.executable, "-m", "allcare", "users", "list"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    root = tmp_path.resolve() / "storage"
+    assert result.stderr.splitlines()[0] == (
+        f"Using database {root / 'allcare.db'} (SQLite) and storage root {root}"
+    )
+    assert "Using database" not in result.stdout  # stdout stays the command's answer

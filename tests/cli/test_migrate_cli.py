@@ -27,8 +27,9 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ob
     monkeypatch.setenv("STORAGE_ROOT", str(settings.storage_root))
     monkeypatch.setenv("DATABASE_URL", settings.sqlalchemy_url)
     monkeypatch.setenv("INFERENCE_RUNTIME", "torch")
+    monkeypatch.setenv("LEGACY_DATA_ENCRYPTION_KEY", OLD_KEY)
     runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
+    return lambda *args, stdin=None: runner.invoke(app, list(args), input=stdin)
 
 
 def counts(api: Api) -> dict[str, int]:
@@ -46,9 +47,17 @@ def login(api: Api, user_id: str) -> dict[str, str]:
 
 
 def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
-    old_server, run: Callable[..., object], make_api: Callable[..., Api], settings: Settings
+    old_server,
+    run: Callable[..., object],
+    make_api: Callable[..., Api],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result = run("migrate", "--from", str(old_server.root), "--data-encryption-key", OLD_KEY)
+    # The old key is piped in (never an argument: `ps` and shell history would show it).
+    monkeypatch.delenv("LEGACY_DATA_ENCRYPTION_KEY")
+    result = run(
+        "migrate", "--from", str(old_server.root), "--data-encryption-key-stdin", stdin=OLD_KEY
+    )
     assert result.exit_code == 0, result.output
     report = result.output
     for expected in (
@@ -123,7 +132,8 @@ def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
     new_case = api.client.post("/cases/next-id", headers=login(api, "user001")).json()
     assert int(new_case["case_id"]) > max(int(c["case_id"]) for c in gp1)
 
-    again = run("migrate", "--from", str(old_server.root), "--data-encryption-key", OLD_KEY)
+    monkeypatch.setenv("LEGACY_DATA_ENCRYPTION_KEY", OLD_KEY)
+    again = run("migrate", "--from", str(old_server.root))
     assert again.exit_code == 0, again.output
     assert counts(api) == before | {"Case": before["Case"] + 1}  # only the next-id above
     second_report = again.output.splitlines()
@@ -132,12 +142,20 @@ def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
         assert line.split()[1:3] == ["0", already], line
 
 
+def test_a_key_on_the_command_line_is_refused_before_anything_is_read(
+    old_server, run: Callable[..., object], make_api: Callable[..., Api]
+) -> None:
+    refused = run("migrate", "--from", str(old_server.root), "--data-encryption-key", OLD_KEY)
+    assert refused.exit_code == 1
+    assert "visible in `ps` and the shell history" in refused.output
+    assert OLD_KEY not in refused.output
+    assert counts(make_api())["Case"] == 0
+
+
 def test_a_dry_run_reports_the_same_and_writes_nothing(
     old_server, run: Callable[..., object], make_api: Callable[..., Api]
 ) -> None:
-    dry = run(
-        "migrate", "--from", str(old_server.root), "--data-encryption-key", OLD_KEY, "--dry-run"
-    )
+    dry = run("migrate", "--from", str(old_server.root), "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "dry run: nothing was written" in dry.output
     cases_line = next(line for line in dry.output.splitlines() if line.startswith("cases"))
@@ -163,9 +181,10 @@ def test_into_an_encrypted_server_and_without_the_old_key(
 ) -> None:
     monkeypatch.setenv("ENCRYPT_STORAGE", "true")
     monkeypatch.setenv("DATA_ENCRYPTION_KEY", ENCRYPTION_KEY)
+    monkeypatch.delenv("LEGACY_DATA_ENCRYPTION_KEY")
     result = run("migrate", "--from", str(old_server.root))
     assert result.exit_code == 0, result.output
-    # Without --data-encryption-key the server's own (new) key is tried: the old lines fail.
+    # Without the old key the server's own (new) key is tried: the old lines fail.
     assert "encrypted line cannot be decrypted (wrong key?)" in result.output
     assert "encrypted photo" not in result.output  # its record was encrypted too: never reached
     api = make_api(make_settings(encrypt_storage=True, data_encryption_key=ENCRYPTION_KEY))
@@ -179,10 +198,7 @@ def test_into_an_encrypted_server_and_without_the_old_key(
 def test_export_model_writes_a_checked_copy(
     old_server, run: Callable[..., object], tmp_path: Path, fmt: str
 ) -> None:
-    assert (
-        run("migrate", "--from", str(old_server.root), "--data-encryption-key", OLD_KEY).exit_code
-        == 0
-    )
+    assert run("migrate", "--from", str(old_server.root)).exit_code == 0
     out = tmp_path / f"exported.{'onnx' if fmt == 'onnx' else 'pt'}"
     result = run("export-model", "v20260205_001", "--format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -14,6 +14,7 @@ from allcare.cli.migrate import export_model, migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
 from allcare.cli.users import users_app
+from allcare.store.private_files import make_private
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -34,6 +35,7 @@ app.add_typer(evaluation_app, name="evaluation-set")
 
 def main() -> None:
     """The console entry point: a failure is one line on stderr and exit status 1."""
+    make_private()  # every file a command writes (database, photos, models, backups) is 0600
     try:
         app()
     except KeyboardInterrupt:

@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import fail
-from allcare.core.config import load_settings
+from allcare.cli.common import data_settings, fail
+from allcare.core.config import ConfigError, Settings
 from allcare.runtime import Runtime
 from allcare.store.backup import BackupError, Places, Report, backup, restore
+from allcare.store.data_lock import single_writer
 from allcare.store.db import Database
+from allcare.store.private_files import make_private
 
 
-def _places() -> Places:
-    settings = load_settings()
+def _places(settings: Settings) -> Places:
     return Places(blobs=settings.storage_root / "blobs", models=settings.models_dir)
 
 
@@ -23,12 +24,13 @@ def backup_command(
     out: Annotated[Path, typer.Option("--out", help="Archive to write (.zip)")],
 ) -> None:
     """Write a consistent snapshot while the server keeps serving."""
-    settings = load_settings()
+    settings = data_settings()
     db, _ = Runtime.open_store(settings)
     try:
-        report = backup(db, _places(), out)
+        report = backup(db, _places(settings), out)
     finally:
         db.dispose()
+    out.chmod(0o600)  # patient data: owner-only even where the archive already existed
     _print(f"Backed up to {out}", report)
     typer.echo("The encryption key (DATA_ENCRYPTION_KEY) is not in the archive: keep it apart.")
 
@@ -39,15 +41,18 @@ def restore_command(
     """Restore into an empty database and data directory (stop the server first)."""
     if not archive.is_file():
         raise fail(f"{archive} does not exist")
-    settings = load_settings()
-    settings.storage_root.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.sqlalchemy_url)
+    settings = data_settings()
+    make_private()
+    settings.storage_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        report = restore(db, _places(), archive)
-    except BackupError as exc:
+        with single_writer(settings, "restoring a backup"):
+            db = Database(settings.sqlalchemy_url)
+            try:
+                report = restore(db, _places(settings), archive)
+            finally:
+                db.dispose()
+    except (BackupError, ConfigError) as exc:
         raise fail(str(exc)) from exc
-    finally:
-        db.dispose()
     _print(f"Restored {archive}", report)
 
 

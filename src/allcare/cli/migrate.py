@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,14 +25,15 @@ def migrate(
         Path | None, typer.Option(help="Its storage folder (default: FROM/storage).")
     ] = None,
     al_back: Annotated[Path | None, typer.Option(help="Its AL_Back folder.")] = None,
-    data_encryption_key: Annotated[
-        str | None,
+    key_from_stdin: Annotated[
+        bool,
         typer.Option(
-            help="Its DATA_ENCRYPTION_KEY, for encrypted records and photos "
-            "(default: this server's DATA_ENCRYPTION_KEY).",
-            envvar="LEGACY_DATA_ENCRYPTION_KEY",
+            "--data-encryption-key-stdin",
+            help="Read its DATA_ENCRYPTION_KEY (for encrypted records and photos) from standard "
+            "input. Or set LEGACY_DATA_ENCRYPTION_KEY; default: this server's key.",
         ),
-    ] = None,
+    ] = False,
+    key_on_argv: Annotated[str | None, typer.Option("--data-encryption-key", hidden=True)] = None,
     default_user: Annotated[
         str, typer.Option(help="Owner of old global records without a user_id.")
     ] = "user001",
@@ -42,16 +45,23 @@ def migrate(
     from allcare.services.migration import Migration
     from allcare.store.blobs import BlobStore
 
+    if key_on_argv is not None:
+        raise fail(
+            "a key on the command line is visible in `ps` and the shell history: set "
+            "LEGACY_DATA_ENCRYPTION_KEY or pipe the key to --data-encryption-key-stdin"
+        )
     if not source.is_dir():
         raise fail(f"{source} is not a folder")
+    legacy_key = sys.stdin.readline().strip() if key_from_stdin else None
+    legacy_key = legacy_key or os.environ.get("LEGACY_DATA_ENCRYPTION_KEY") or None
     with registry_store() as (settings, db, sealer):
         try:
-            key_text = data_encryption_key or (
+            key_text = legacy_key or (
                 settings.data_encryption_key.get_secret_value()
                 if settings.data_encryption_key
                 else None
             )
-            key = parse_key(key_text, "--data-encryption-key") if key_text else None
+            key = parse_key(key_text, "the old server's key") if key_text else None
         except ConfigError as exc:
             raise fail(str(exc)) from exc
         tree = LegacyTree(

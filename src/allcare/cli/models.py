@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from allcare.cli.common import fail
-from allcare.core.config import ConfigError, Settings, load_settings
+from allcare.cli.common import data_settings, fail
+from allcare.core.config import ConfigError, Settings
 from allcare.ml.classes import DEFAULT_ARCHITECTURE
 from allcare.runtime import Runtime, model_options
 from allcare.services.errors import ServiceError
@@ -37,7 +37,7 @@ def registry_store() -> Iterator[tuple[Settings, Database, Sealer]]:
     """Settings, the migrated database and the key ring; domain errors end the command cleanly."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings()
+        settings = data_settings()
         db, sealer = Runtime.open_store(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc

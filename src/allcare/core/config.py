@@ -139,6 +139,16 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
+    @property
+    def database_display(self) -> str:
+        """The database for people: a SQLite file's absolute path, or the URL without password."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            return f"{Path(url.database).resolve()} (SQLite)"
+        return url.render_as_string(hide_password=True)
+
     @cached_property
     def cors_origins(self) -> list[str]:
         origins = [o.strip() for o in self.allowed_origins.split(",") if o.strip()]

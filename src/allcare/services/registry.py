@@ -141,7 +141,7 @@ def write_model_file(
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
             os.fsync(handle.fileno())
-        temp.chmod(0o444)
+        temp.chmod(0o400)  # read-only, and owner-only like all patient-related data
         os.replace(temp, target)
         directory = os.open(folder, os.O_RDONLY)
         try:
