@@ -437,7 +437,10 @@ def test_without_a_model_the_answer_is_503_and_nothing_is_stored(api: Api) -> No
     case_id = api.as_user("gp1").post("/cases/next-id").json()["case_id"]
     response = upload(api.client, camera("gp1"), case_id=case_id)
     assert response.status_code == 503
-    assert response.json() == {"detail": "Model not loaded"}
+    assert response.json() == {
+        "detail": "Model not loaded: set MODEL_PATH to a model file, or promote a registered "
+        "version (allcare models promote VERSION)"
+    }
     assert stored_counts(api) == (0, 1)
 
 

@@ -68,8 +68,11 @@ def test_doctor_labels_a_gps_case_newest_wins_history_kept(clinic: Api) -> None:
 @pytest.mark.parametrize(
     ("route", "detail"),
     [
-        ("label", "GP role is not allowed to label rejected cases"),
-        ("annotations", "GP role is not allowed to annotate rejected cases"),
+        ("label", "GP role is not allowed to label cases: a doctor or an admin labels them"),
+        (
+            "annotations",
+            "GP role is not allowed to annotate cases: a doctor or an admin annotates them",
+        ),
     ],
 )
 def test_gps_are_refused_before_any_lookup(clinic: Api, route: str, detail: str) -> None:

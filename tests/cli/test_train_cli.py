@@ -51,7 +51,17 @@ def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     assert "is in production and serves predictions" in result.output
     listing = run("models", "list")
     assert listing.exit_code == 0
-    [line] = listing.output.strip().splitlines()
+    header, line, legend = listing.stdout.strip().splitlines()
+    assert header.split() == [
+        "VERSION",
+        "STATUS",
+        "ARCHITECTURE",
+        "CREATED",
+        "BAL.ACC",
+        "MEL.SENS",
+        "SOURCE",
+    ]
+    assert legend.startswith("P: production, A: serving now")
     assert line.startswith("PA v")
     assert "production efficientnet_lite0" in line
     version = line.split()[1]

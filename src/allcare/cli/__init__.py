@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
 from allcare.cli.audit import audit_app
 from allcare.cli.backup import backup_command, restore_command
+from allcare.cli.common import command_group
 from allcare.cli.errors import one_line
 from allcare.cli.evaluation import evaluation_app
 from allcare.cli.migrate import export_model, migrate
@@ -16,11 +19,30 @@ from allcare.cli.serve import serve
 from allcare.cli.users import users_app
 from allcare.store.private_files import make_private
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="AllCare Server: skin-lesion triage backend.",
-    pretty_exceptions_enable=False,
+app = command_group(
+    "AllCare Server: skin-lesion triage backend.\n\n"
+    "Settings come from environment variables (STORAGE_ROOT, DATABASE_URL, MODEL_PATH, ...; "
+    "the README's Settings table lists them all). Commands that open data print the database "
+    "and storage root they use on stderr. Run `allcare COMMAND --help` for a command's options."
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"allcare {version('allcare-server')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """AllCare Server: skin-lesion triage backend."""
+
+
 app.command()(serve)
 app.command()(train)
 app.command()(migrate)

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import fail
+from allcare.cli.common import command_group, fail
 from allcare.cli.models import registry_store
 from allcare.services.access_log import FIELDS, AccessQuery, stream
 
-audit_app = typer.Typer(no_args_is_help=True, help="The access audit of patient data.")
+audit_app = command_group("The access audit of patient data.")
 
 
 def _moment(text: str | None, name: str) -> datetime | None:

@@ -5,14 +5,72 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from sqlalchemy.orm import Session
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from allcare.core.config import ConfigError, Settings, load_settings
 from allcare.core.passwords import PasswordPolicyError
 from allcare.runtime import Runtime
 from allcare.services.errors import ServiceError
+
+
+class PlainCommand(TyperCommand):
+    """Help as git's or pip's reads: ``DATA_DIR`` for an argument, ``INTEGER``/``PATH``/``TEXT``
+    or the choices for an option's value (Typer printed ``{data_dir}`` and ``<int range>``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is not None:
+                continue
+            if isinstance(param, TyperArgument):
+                param.metavar = (param.name or "value").upper()
+            elif isinstance(param, TyperOption) and not param.is_flag:
+                param.metavar = _value_name(param)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = str(param.metavar) + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def _value_name(option: TyperOption) -> str:
+    """From the option's Python annotation (Typer keeps its click types private)."""
+    described = option.type_descriptor
+    if described.is_choice:
+        values = (getattr(c, "value", c) for c in described.choices or ())
+        return "[" + "|".join(str(value) for value in values) + "]"
+    names = {"int": "INTEGER", "float": "NUMBER", "Path": "PATH", "datetime": "DATETIME"}
+    return names.get(option.bare_type(), "TEXT")
+
+
+class CommandGroup(typer.Typer):
+    """A command group with plain help (click's formatting, no rich boxes that printed
+    ``<bool>`` beside every flag), no completion installers, no rich tracebacks (``main``
+    prints one line)."""
+
+    def __init__(self, help_text: str) -> None:
+        super().__init__(
+            no_args_is_help=True,
+            help=help_text,
+            rich_markup_mode=None,
+            add_completion=False,
+            pretty_exceptions_enable=False,
+        )
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", PlainCommand)
+        return super().command(*args, **kwargs)
+
+
+def command_group(help_text: str) -> typer.Typer:
+    return CommandGroup(help_text)
 
 
 def fail(message: str) -> typer.Exit:

@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
+from allcare.cli.common import command_group
 from allcare.cli.models import ACTOR, registry_store
 
-evaluation_app = typer.Typer(
-    no_args_is_help=True,
-    help="Choose the evaluation set the promotion gate judges candidates on.",
-)
+evaluation_app = command_group("Choose the evaluation set the promotion gate judges candidates on.")
 
 
 @evaluation_app.command("register")

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from allcare.cli.common import data_settings, fail
+from allcare.cli.common import command_group, data_settings, fail
 from allcare.core.config import ConfigError, Settings
 from allcare.ml.classes import DEFAULT_ARCHITECTURE
 from allcare.runtime import Runtime, model_options
@@ -28,7 +28,7 @@ class Init(StrEnum):
     RANDOM = "random"
 
 
-models_app = typer.Typer(no_args_is_help=True, help="Inspect and change the model registry.")
+models_app = command_group("Inspect and change the model registry.")
 ACTOR = "command-line"
 
 
@@ -153,16 +153,26 @@ def list_models() -> None:
 
     with _registry() as (settings, db), db.session() as session:
         listing = registry.list_models(session, settings, None)
+    typer.echo(
+        f"{'':2} {'VERSION':<14}  {'STATUS':<10} {'ARCHITECTURE':<18} {'CREATED':<26}  "
+        f"{'BAL.ACC':>7}  {'MEL.SENS':>8}  SOURCE"
+    )
     for model in listing["models"]:
         marks = ("P" if model["version_id"] == listing["current_production"] else " ") + (
             "A" if model["version_id"] == listing["active_inference"] else " "
         )
-        accuracy = model["metrics"].get("val_accuracy")
         typer.echo(
-            f"{marks} {model['version_id']}  {model['status']:<10} "
-            f"{model['architecture'] or '-':<18} {model['created_at']}  "
-            f"{'-' if accuracy is None else f'{accuracy:.3f}'}  {model['source']}"
+            f"{marks} {model['version_id']:<14}  {model['status']:<10} "
+            f"{model['architecture'] or '-':<18} {model['created_at']:<26}  "
+            f"{_metric(model['metrics'], 'balanced_accuracy'):>7}  "
+            f"{_metric(model['metrics'], 'mel_recall'):>8}  {model['source']}"
         )
+    typer.echo("P: production, A: serving now; metrics on the held-out set of each training run")
+
+
+def _metric(metrics: dict[str, Any], name: str) -> str:
+    value = metrics.get(name)
+    return "-" if value is None else f"{value:.3f}"
 
 
 @models_app.command("activate")

@@ -16,7 +16,14 @@ from allcare.store.data_lock import single_writer
 
 
 def serve() -> None:
-    """Run the API server on BACKSERVER_HOST:BACKSERVER_PORT."""
+    """Run the API server on BACKSERVER_HOST:BACKSERVER_PORT.
+
+    Configured by environment variables only: STORAGE_ROOT (data, default ./storage),
+    DATABASE_URL (default SQLite in STORAGE_ROOT), MODEL_PATH, BACKSERVER_HOST/PORT,
+    TLS_CERT_FILE/TLS_KEY_FILE, ENCRYPT_STORAGE and DATA_ENCRYPTION_KEY, JWT_SECRET_KEY,
+    LOG_LEVEL/LOG_FORMAT, ... The README's "Settings" table lists every one with its default;
+    docs/operations.md shows a systemd unit that sets them.
+    """
     settings = data_settings()
     configure_logging(settings.log_level, settings.log_format)
     with ExitStack() as held:

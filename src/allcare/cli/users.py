@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import cli_session, fail
+from allcare.cli.common import cli_session, command_group, fail
 from allcare.services import users as accounts
 
-users_app = typer.Typer(no_args_is_help=True, help="Manage user accounts.")
+users_app = command_group("Manage user accounts.")
 
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input.")

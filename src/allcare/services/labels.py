@@ -26,8 +26,11 @@ from allcare.store.models import Case, CaseLabel
 
 UNKNOWN = "unknown"
 LABEL_CHOICES: tuple[str, ...] = (*CLASS_NAMES, UNKNOWN)
-GP_MAY_NOT_LABEL = "GP role is not allowed to label rejected cases"
-GP_MAY_NOT_ANNOTATE = "GP role is not allowed to annotate rejected cases"
+# The legacy texts said "rejected cases" whatever the case's status; the app reads only the 403.
+GP_MAY_NOT_LABEL = "GP role is not allowed to label cases: a doctor or an admin labels them"
+GP_MAY_NOT_ANNOTATE = (
+    "GP role is not allowed to annotate cases: a doctor or an admin annotates them"
+)
 NOT_FOUND_FOR_ANNOTATION = "Case not found for annotation"
 
 

@@ -37,7 +37,11 @@ from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 
-MODEL_NOT_LOADED = "Model not loaded"
+# The app reads only the status; the text tells the administrator what to do.
+MODEL_NOT_LOADED = (
+    "Model not loaded: set MODEL_PATH to a model file, or promote a registered version "
+    "(allcare models promote VERSION)"
+)
 _REJECTION_ERRORS: dict[RejectReason, type[ServiceError]] = {
     RejectReason.INVALID: InvalidInput,
     RejectReason.TOO_SMALL: InvalidInput,
