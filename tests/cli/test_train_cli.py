@@ -45,10 +45,12 @@ def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     run: Callable[..., object], tmp_path: Path, make_api: Callable[..., Api], settings: Settings
 ) -> None:
     folder = colour_folder(tmp_path / "data")
-    result = run("train", str(folder), "--epochs", "1", "--batch-size", "7", "--promote")
+    train = ("train", str(folder), "--epochs", "1", "--batch-size", "7", "--promote")
+    result = run(*train, "--force", "--reason", "a test of the mechanics")
     assert result.exit_code == 0, result.output
     assert "Registered v" in result.output
-    assert "is in production and serves predictions" in result.output
+    assert "is in production and serves predictions: balanced accuracy" in result.output
+    assert "below the promotion floor" in result.output  # one epoch on 35 photos is weak
     listing = run("models", "list")
     assert listing.exit_code == 0
     header, line, legend = listing.stdout.strip().splitlines()
@@ -119,7 +121,15 @@ def test_the_learning_loop_on_real_ham10000_photos(
     """A first model from a few real photos, then real lesion photos uploaded, labelled by a
     doctor with their true diagnosis, and a fine-tuning run judged on held-out real photos."""
     first = run("train", str(HAM), "--mini", "--limit", "35", "--epochs", "1", "--promote")
-    assert first.exit_code == 0, first.output
+    # So few photos make a weak model: registered, but kept out of production by the floor.
+    assert first.exit_code == 1
+    assert "was not promoted: balanced accuracy" in first.output
+    assert "is below the floor 0.50" in first.output
+    assert "To serve it anyway, pass --force with a --reason" in first.output
+    version = next(w for w in first.output.split() if w.startswith("v2")).rstrip(":")
+    forced = run("models", "promote", version, "--reason", "a test's weak first model", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "promoted with --force" in forced.output
     api = make_api(
         make_settings(
             inference_runtime="torch",

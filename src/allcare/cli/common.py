@@ -78,15 +78,20 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+_ANNOUNCED: set[str] = set()
+
+
 def data_settings() -> Settings:
     """The settings, after one stderr line naming the database and data directory they open:
     a command run from the wrong folder (or without STORAGE_ROOT) shows it at once."""
     settings = load_settings()
-    typer.echo(
+    line = (
         f"Using database {settings.database_display} and storage root "
-        f"{settings.storage_root.resolve()}",
-        err=True,
+        f"{settings.storage_root.resolve()}"
     )
+    if line not in _ANNOUNCED:  # once per process, however often a command opens the store
+        _ANNOUNCED.add(line)
+        typer.echo(line, err=True)
     return settings
 
 

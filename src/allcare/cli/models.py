@@ -96,6 +96,10 @@ def train(
     ] = None,
     start_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint")] = None,
     promote: Annotated[bool, typer.Option(help="Make it production and serve it")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even below the promotion floor (with --reason)")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why it is promoted (audit log)")] = None,
 ) -> None:
     """Train a model on a folder of labelled photos and register it (a clinic's first model)."""
     import torch
@@ -141,9 +145,7 @@ def train(
             f"'{eval_split}' photos; {metrics['seconds_per_epoch']} s per epoch"
         )
     if promote:
-        with _deployment() as deployment:
-            deployment.promote(result["version_id"], ACTOR, "first model, trained from a folder")
-        typer.echo(f"{result['version_id']} is in production and serves predictions")
+        promote_checked(result["version_id"], reason or "first model, trained from a folder", force)
 
 
 @models_app.command("list")
@@ -185,9 +187,32 @@ def activate(version_id: str) -> None:
 
 @models_app.command("promote")
 def promote_version(
-    version_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")]
+    version_id: str,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even below the promotion floor")
+    ] = False,
 ) -> None:
-    """Make this version production (and serve it)."""
+    """Make this version production (and serve it); below the promotion floor only with --force."""
+    promote_checked(version_id, reason, force)
+
+
+def promote_checked(version_id: str, reason: str, force: bool) -> None:
+    """PROMOTION_FLOOR_* guard promotions by hand: the numbers are shown either way."""
+    from allcare.services.promotion_floor import check
+
+    with _registry() as (settings, db), db.session() as session:
+        checked = check(session, settings, version_id)
+    below = "; ".join(checked.shortfalls)
+    if below and not force:
+        raise fail(
+            f"{version_id} was not promoted: {below} ({checked.held_out.describe()}). "
+            "To serve it anyway, pass --force with a --reason"
+        )
     with _deployment() as deployment:
-        deployment.promote(version_id, ACTOR, reason)
-    typer.echo(f"{version_id} is in production")
+        forced = f"{reason} (forced below the promotion floor: {below})"
+        deployment.promote(version_id, ACTOR, forced if below else reason)
+    typer.echo(
+        f"{version_id} is in production and serves predictions: {checked.held_out.describe()}"
+        + (f"; below the promotion floor ({below}), promoted with --force" if below else "")
+    )

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     promotion_min_improvement: float = Field(0.0, ge=0, le=1)
     promotion_mel_margin: float = Field(0.05, ge=0, le=1)
     promotion_max_ece_increase: float = Field(0.03, ge=0, le=1)
+    # A person promoting by hand (allcare train --promote, allcare models promote) is refused,
+    # without --force and a reason, a version whose held-out numbers are below these floors.
+    promotion_floor_balanced_accuracy: float = Field(0.5, ge=0, le=1)
+    promotion_floor_mel_recall: float = Field(0.5, ge=0, le=1)
     retrain_min_steps: int = Field(300, ge=0, le=1_000_000)
     retrain_replay_share: float = Field(0.5, ge=0, le=0.9)
 
