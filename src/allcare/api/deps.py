@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 
@@ -23,6 +24,21 @@ from allcare.services.users import active_user, credentials_version
 from allcare.store.models import User
 
 BEARER = {"WWW-Authenticate": "Bearer"}
+# Declared for the OpenAPI document (the /docs Authorize button, each operation's lock); the
+# checks below read the headers themselves, so their messages stay the app's.
+_BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerToken",
+    description="The access_token of POST /auth/login: `Authorization: Bearer <token>`",
+)
+_CAMERA_SCHEME = APIKeyHeader(
+    name="X-User-Id",
+    auto_error=False,
+    scheme_name="CameraUserId",
+    description="Legacy, POST /check-image only: the camera screen's GP account id, without a "
+    "token (LEGACY_IDENTITY_HEADERS); X-User-Role is ignored",
+)
+TokenDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER_SCHEME)]
 _LEGACY_ID_CHARS = re.compile(r"[^\w-]")
 LEGACY_GP_ONLY = (
     "X-User-Id is accepted for GP accounts only; doctors and admins send a token "
@@ -72,12 +88,22 @@ def get_image_service(session: SessionDep, runtime: RuntimeDep, cases: CasesDep)
 ImagesDep = Annotated[ImageService, Depends(get_image_service)]
 
 
-def require_api_key(request: Request, runtime: RuntimeDep) -> None:
+def require_api_key(
+    runtime: RuntimeDep,
+    api_key: Annotated[
+        str | None,
+        Header(
+            alias="X-API-Key",
+            description="The app's bundled client key: required when the server sets API_KEY; "
+            "a marker of the app, never an identity",
+        ),
+    ] = None,
+) -> None:
     """The app's bundled client marker; checked for compatibility, never trusted as identity."""
     expected = runtime.settings.api_key.get_secret_value()
     if not expected:
         return
-    given = request.headers.get("x-api-key", "")
+    given = api_key or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid API key")
 
@@ -122,7 +148,9 @@ def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
     return _principal(session, user, AuthMethod.TOKEN)
 
 
-def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal:
+def current_principal(
+    request: Request, session: SessionDep, runtime: RuntimeDep, _token: TokenDeclared
+) -> Principal:
     """JWT only; the user is re-read from the database on every request, role included."""
     header = request.headers.get("authorization")
     if not header:
@@ -132,7 +160,12 @@ def current_principal(request: Request, session: SessionDep, runtime: RuntimeDep
     return principal
 
 
-async def camera_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def camera_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    _token: TokenDeclared,
+    _camera: Annotated[str | None, Depends(_CAMERA_SCHEME)],
+) -> Principal:
     """JWT, or the legacy X-User-Id header the camera screen sends instead of a token.
 
     The header only names an existing, enabled GP account (the app's camera screen is the GP's;
