@@ -151,10 +151,13 @@ def test_the_audit_exports_as_csv_and_json_lines(
     assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
     lines = runner.invoke(app, ["audit", "export", "--format", "jsonl", "--user", "gp1"])
     assert lines.exit_code == 0
-    records = [json.loads(line) for line in lines.output.splitlines()]
+    records = [json.loads(line) for line in lines.stdout.splitlines()]
     assert {r["actor_id"] for r in records} == {"gp1"}
+    # Not a field the app parses: every time carries its offset (UTC).
+    assert all(r["at"].endswith("+00:00") for r in records)
+    assert all(row["at"].endswith("+00:00") for row in rows)
     later = runner.invoke(app, ["audit", "export", "--since", "2999-01-01"])
-    assert later.output.strip().splitlines() == [",".join(next(csv.reader([rows_header(out)])))]
+    assert later.stdout.strip().splitlines() == [",".join(next(csv.reader([rows_header(out)])))]
     assert runner.invoke(app, ["audit", "export", "--since", "soon"]).exit_code == 1
 
 

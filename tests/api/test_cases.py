@@ -1,5 +1,5 @@
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -88,7 +88,7 @@ def test_confirm_stores_every_field_verbatim(gp) -> None:
     assert record["correct_label"] is None
     assert record["image_ids"] == []
     assert record["updated_at"] is None
-    datetime.fromisoformat(record["received_at"])
+    assert datetime.fromisoformat(record["received_at"]).utcoffset() == timedelta(0)
     assert isinstance(record["age"], str)
 
 

@@ -1,4 +1,5 @@
-"""Timestamps on the wire: ISO-8601 local time without offset, as the legacy server sent them."""
+"""Timestamps on the wire. The fields the app parses keep the legacy form (ISO-8601 local time,
+no offset); every field the legacy server did not have, and every export, carries its offset."""
 
 from __future__ import annotations
 
@@ -13,3 +14,10 @@ def wire_time(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone().replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def utc_time(moment: datetime | None) -> str | None:
+    """ISO-8601 in UTC with an explicit ``+00:00``: unambiguous across time zones and DST."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import now_utc, wire_time
+from allcare.core.clock import now_utc, utc_time
 from allcare.store.db import Database, begin_write
 from allcare.store.models import AccessEvent, Case, Image
 
@@ -84,7 +84,7 @@ class AccessQuery:
 
 def as_record(event: AccessEvent) -> dict[str, Any]:
     record = {name: getattr(event, name) for name in FIELDS}
-    record["at"] = wire_time(event.at)
+    record["at"] = utc_time(event.at)  # not an app field: with its offset
     return record
 
 

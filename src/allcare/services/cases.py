@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import now_utc, wire_time
+from allcare.core.clock import now_utc, utc_time, wire_time
 from allcare.services.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from allcare.services.label_fields import label_fields
 from allcare.services.label_pool import split_key
@@ -290,7 +290,7 @@ class CaseService:
         record.update(details)
         record.update(labels)
         record["image_ids"] = image_ids
-        record["received_at"] = wire_time(case.decided_at)
+        record["received_at"] = utc_time(case.decided_at)  # additive: with its offset
         record["updated_at"] = wire_time(case.updated_at)
         return record
 
