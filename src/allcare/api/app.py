@@ -14,6 +14,7 @@ from allcare import __version__
 from allcare.api.audit import AuditMiddleware
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
+from allcare.api.docs_pages import install_docs
 from allcare.api.errors import install_error_handlers
 from allcare.api.json_text import JsonTextMiddleware
 from allcare.api.metrics import AppMetrics
@@ -56,12 +57,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="AllCare Server",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served below with local assets
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
+    if docs:
+        install_docs(app, "/openapi.json")
     app.state.metrics = AppMetrics(lambda: app.state.runtime)
     keyed = [Depends(require_api_key)]
     app.include_router(health.router)
