@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from allcare.ml.classes import ARCHITECTURES, architecture_id
 
@@ -61,4 +61,4 @@ class TriggerIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     architecture: Annotated[str, StringConstraints(max_length=40)] | None = None
-    force: bool = False
+    force: StrictBool = False  # the app sends a JSON boolean; 0 or "yes" is a 422
