@@ -4,7 +4,7 @@ goes into the run's record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -82,13 +82,7 @@ def comparison_record(comparison: PairedComparison | None) -> dict[str, Any] | N
 
 
 def policy_record(policy: GatePolicy) -> dict[str, Any]:
-    return {
-        "min_eval_cases": policy.min_eval_cases,
-        "min_melanomas": policy.min_melanomas,
-        "min_improvement": policy.min_improvement,
-        "mel_margin": policy.mel_margin,
-        "max_ece_increase": policy.max_ece_increase,
-    }
+    return asdict(policy)
 
 
 def judge(
