@@ -205,6 +205,7 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
             "dropout": 0.3,
             "augmentation_applied": True,
             "min_steps": 300,
+            "melanoma_weight": 2.0,
         }
     )
     for bad in (
@@ -215,6 +216,8 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
         {"optimizer": "adam"},
         {"dropout": 0.95},
         {"min_steps": -1},
+        {"melanoma_weight": 0.5},
+        {"melanoma_weight": 11},
         {"architecture": "yolo"},
         {"epochs": "ten"},
     ):

@@ -3,10 +3,12 @@ import pytest
 import torch
 from PIL import Image
 
+from allcare.ml.preprocess import to_model_input
 from allcare.ml.training import (
     TrainingCancelled,
     TrainingConfig,
     class_balanced_sampler,
+    class_weights,
     fine_tune,
 )
 from tests.models import TinyClassifier
@@ -54,3 +56,42 @@ def test_a_stop_request_cancels_and_bad_input_is_refused() -> None:
         fine_tune(TinyClassifier(), loaders(1), [0], TrainingConfig())
     with pytest.raises(ValueError, match="Unknown optimizer"):
         fine_tune(TinyClassifier(), loaders(2), [0, 1], TrainingConfig(optimizer="Lion"))
+
+
+def _mean_melanoma_probability(melanoma_weight: float) -> float:
+    """Photos that carry no signal, half melanoma and half naevus: what the model learns is the
+    loss's prior, so a heavier melanoma weight must show as a higher melanoma probability."""
+    photos, labels = loaders(8), [4, 5] * 4
+    module = TinyClassifier()
+    config = TrainingConfig(
+        epochs=1,
+        batch_size=8,
+        learning_rate=0.05,
+        augmentation=False,
+        min_steps=150,
+        melanoma_weight=melanoma_weight,
+    )
+    fine_tune(module, photos, labels, config, seed=0)
+    with torch.no_grad():
+        inputs = torch.stack([torch.from_numpy(to_model_input(load())) for load in photos])
+        return float(torch.softmax(module(inputs), dim=1)[:, 4].mean())
+
+
+def test_a_heavier_melanoma_weight_makes_the_model_call_melanoma_more() -> None:
+    assert class_weights(3.0).tolist() == [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
+    plain, weighted = _mean_melanoma_probability(1.0), _mean_melanoma_probability(3.0)
+    assert weighted > plain + 0.1, (plain, weighted)
+    assert (
+        TrainingConfig.from_wire(
+            {
+                "epochs": 1,
+                "batch_size": 2,
+                "learning_rate": 0.1,
+                "optimizer": "Adam",
+                "dropout": 0.0,
+                "augmentation_applied": False,
+                "melanoma_weight": 2.5,
+            }
+        ).melanoma_weight
+        == 2.5
+    )

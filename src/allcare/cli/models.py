@@ -87,6 +87,9 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, max=100)] = 6,
     batch_size: Annotated[int, typer.Option(min=1, max=128)] = 32,
     learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = 5e-4,
+    melanoma_weight: Annotated[
+        float, typer.Option(min=1.0, max=10.0, help="Melanoma's loss weight (the others 1)")
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seeds sampling, augmentation and weights")] = 0,
     eval_split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "val",
     mini: Annotated[bool, typer.Option(help="Only rows with mini=1 (a quick run)")] = False,
@@ -117,6 +120,7 @@ def train(
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 optimizer="AdamW",
+                melanoma_weight=melanoma_weight,
             ),
             eval_split=eval_split,
             mini=mini,

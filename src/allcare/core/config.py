@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     promotion_floor_balanced_accuracy: float = Field(0.5, ge=0, le=1)
     promotion_floor_mel_recall: float = Field(0.5, ge=0, le=1)
     retrain_min_steps: int = Field(300, ge=0, le=1_000_000)
+    # A retraining run's loss weight for melanoma (the other classes 1): candidates keep the
+    # melanoma sensitivity the gate's non-inferiority rule asks of them.
+    retrain_melanoma_weight: float = Field(2.0, ge=1.0, le=10.0)
     retrain_replay_share: float = Field(0.5, ge=0, le=0.9)
 
     @field_validator(

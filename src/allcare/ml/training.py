@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from allcare.core.clock import now_utc, wire_time
-from allcare.ml.classes import NUM_CLASSES
+from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
 from allcare.ml.preprocess import to_model_input
 from allcare.ml.torch_runtime import first_output
 
@@ -42,6 +42,9 @@ class TrainingConfig:
     dropout: float = 0.3
     augmentation: bool = True
     min_steps: int = 0
+    # The loss weight of a melanoma, the other classes' being 1: a missed melanoma costs more
+    # than a false alarm, and the gate refuses a candidate that trades melanoma sensitivity away.
+    melanoma_weight: float = 1.0
 
     @classmethod
     def from_wire(cls, values: dict[str, Any]) -> TrainingConfig:
@@ -53,6 +56,7 @@ class TrainingConfig:
             dropout=float(values["dropout"]),
             augmentation=bool(values["augmentation_applied"]),
             min_steps=int(values.get("min_steps", 0)),
+            melanoma_weight=float(values.get("melanoma_weight", 1.0)),
         )
 
 
@@ -114,6 +118,13 @@ def class_balanced_sampler(
     weights = [1.0 / counts[label] for label in labels]
     generator = torch.Generator().manual_seed(seed)
     return WeightedRandomSampler(weights, num_samples=num_samples, generator=generator)
+
+
+def class_weights(melanoma_weight: float) -> torch.Tensor:
+    """Loss weights per class: 1 for each, ``melanoma_weight`` for melanoma."""
+    weights = torch.ones(NUM_CLASSES)
+    weights[CLASS_NAMES.index("mel")] = melanoma_weight
+    return weights
 
 
 def _optimizer(name: str, parameters: Any, learning_rate: float) -> torch.optim.Optimizer:
@@ -209,7 +220,7 @@ def fine_tune(
     optimizer = _optimizer(config.optimizer, trainable, config.learning_rate)
     total_steps = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _learning_rate_schedule(total_steps))
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(config.melanoma_weight).to(device))
     started = time.monotonic()
     log: list[dict[str, Any]] = []
     for epoch in range(1, config.epochs + 1):

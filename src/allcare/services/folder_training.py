@@ -254,4 +254,5 @@ def _wire_config(config: TrainingConfig) -> dict[str, Any]:
         "optimizer": config.optimizer,
         "dropout": config.dropout,
         "augmentation_applied": config.augmentation,
+        "melanoma_weight": config.melanoma_weight,
     }

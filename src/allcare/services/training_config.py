@@ -29,6 +29,7 @@ def defaults(settings: Settings) -> dict[str, Any]:
         "dropout": 0.3,
         "augmentation_applied": True,
         "min_steps": settings.retrain_min_steps,
+        "melanoma_weight": settings.retrain_melanoma_weight,
     }
 
 

@@ -25,6 +25,8 @@ class TrainingConfigIn(BaseModel):
     augmentation_applied: bool | None = None
     # Additive: the fewest optimiser steps of a run (RETRAIN_MIN_STEPS by default).
     min_steps: int | None = Field(None, ge=0, le=1_000_000)
+    # Additive: melanoma's loss weight, the other classes' being 1 (RETRAIN_MELANOMA_WEIGHT).
+    melanoma_weight: float | None = Field(None, ge=1.0, le=10.0, allow_inf_nan=False)
     architecture: str | None = Field(None, max_length=40)
 
     @field_validator("architecture")
