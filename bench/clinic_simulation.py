@@ -69,6 +69,7 @@ class Arm:
     seed: int
     points: list[dict[str, Any]] = field(default_factory=list)
     promotions: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
     final_gain: dict[str, Any] | None = None
     minutes: float = 0.0
 
@@ -229,6 +230,7 @@ def simulate(
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
+            "melanoma_weight": args.melanoma_weight,
         }
         client.post("/admin/training-config", json=config, headers=admin).raise_for_status()
         first_id, first = production_path(client, admin)
@@ -257,6 +259,9 @@ def simulate(
                     raise SystemExit(f"labelling failed: {answer.status_code} {answer.text}")
                 labelled += 1
             wait_for_round(client, admin, before, expect_run=len(picked) >= args.labels)
+            newest = _newest_run(client, admin, before)
+            if newest is not None:
+                arm.candidates.append(_candidate_record(newest, test, first, seed, labelled))
             if name == "always":
                 _promote_newest(client, admin)
             version, path = production_path(client, admin)
@@ -300,6 +305,38 @@ def _path_of(client: httpx.Client, admin: dict[str, str], version: str) -> Path:
     return Path(next(m["path"] for m in models if m["version_id"] == version))
 
 
+def _newest_run(client: httpx.Client, admin: dict[str, str], before: int) -> dict[str, Any] | None:
+    models = client.get("/admin/models", headers=admin).json()["models"]
+    if len(models) <= before:
+        return None
+    return dict(max(models, key=lambda m: m["version_id"]))
+
+
+def _candidate_record(
+    model: dict[str, Any], test: TestSplit, first: Path, seed: int, labels: int
+) -> dict[str, Any]:
+    """What the gate saw (on the evaluation set, against the production of the time) beside
+    what test shows against the first model: the table that says whether the gate was right."""
+    evaluation = model.get("evaluation") or {}
+    record = {
+        "version": model["version_id"],
+        "labels": labels,
+        "verdict": evaluation.get("verdict"),
+        "reasons": evaluation.get("reasons"),
+        "gate": evaluation.get("comparison"),
+        "training_seconds": (model.get("metrics") or {}).get("training_seconds"),
+    }
+    if model.get("path"):
+        change = compare(
+            test.labels, test.score(Path(model["path"])), test.score(first), test.groups, seed=seed
+        )
+        record["test_vs_first"] = {
+            "balanced_accuracy_gain": change.balanced_accuracy_gain.as_dict(),
+            "mel_recall_change": change.mel_recall_change.as_dict(),
+        }
+    return record
+
+
 def _promote_newest(client: httpx.Client, admin: dict[str, str]) -> None:
     models = client.get("/admin/models", headers=admin).json()["models"]
     judged = [m for m in models if m["status"] in ("evaluating", "rejected") and m["path"]]
@@ -307,6 +344,12 @@ def _promote_newest(client: httpx.Client, admin: dict[str, str]) -> None:
         newest = max(judged, key=lambda m: m["version_id"])
         body = {"reason": "always-promote arm of the clinic simulation"}
         client.post(f"/admin/models/{newest['version_id']}/promote", json=body, headers=admin)
+
+
+def _interval_text(interval: dict[str, Any] | None) -> str:
+    if not interval or interval.get("estimate") is None:
+        return "-"
+    return f"{interval['estimate']:+.3f} ({interval['low']:+.3f} to {interval['high']:+.3f})"
 
 
 def report(arms: list[Arm], out: Path | None) -> None:
@@ -332,6 +375,21 @@ def report(arms: list[Arm], out: Path | None) -> None:
             f"{gain.get('high', 0):+.3f}); {len(arm.promotions)} promotions, {len(worse)} "
             f"lowered melanoma sensitivity beyond their interval; {arm.minutes:.1f} min"
         )
+    print(
+        "| arm | seed | version | verdict | gate gain (95% CI) | gate mel. change | test gain "
+        "over the first model | test mel. change | training s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arm in arms:
+        for run in arm.candidates:
+            gate, test = run.get("gate") or {}, run.get("test_vs_first") or {}
+            print(
+                f"| {arm.name} | {arm.seed} | {run['version'][-3:]} | {run['verdict']} | "
+                f"{_interval_text(gate.get('balanced_accuracy_gain'))} | "
+                f"{_interval_text(gate.get('mel_recall_change'))} | "
+                f"{_interval_text(test.get('balanced_accuracy_gain'))} | "
+                f"{_interval_text(test.get('mel_recall_change'))} | {run['training_seconds']} |"
+            )
     if out is None:
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -369,6 +427,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=["server", "random", "always"])
+    parser.add_argument(
+        "--random-seeds", type=int, nargs="*", help="seeds of the random arm (default: --seeds)"
+    )
     parser.add_argument("--founding", type=int, default=300)
     parser.add_argument("--first-epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
@@ -377,6 +438,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument(
+        "--melanoma-weight", type=float, default=2.0, help="retraining's (RETRAIN_MELANOMA_WEIGHT)"
+    )
     parser.add_argument("--min-steps", type=int, default=50)
     parser.add_argument("--min-eval-cases", type=int, default=100)
     parser.add_argument("--evaluation", choices=["clinic", "val"], default="val")
@@ -390,6 +454,8 @@ def main() -> None:
     for seed in args.seeds:
         founding = founding_storage(args, seed)
         for name in args.arms:
+            if name == "random" and args.random_seeds is not None and seed not in args.random_seeds:
+                continue
             arms.append(simulate(name, seed, args, test, founding))
     report(arms, args.out)
 
