@@ -220,6 +220,9 @@ def test_training_configuration_is_validated_merged_and_audited(start: Callable[
         {"melanoma_weight": 11},
         {"architecture": "yolo"},
         {"epochs": "ten"},
+        {"min_steps": True},
+        {"augmentation_applied": "yes"},
+        {"dropout": False},
     ):
         response = admin.post("/admin/training-config", json=bad)
         assert response.status_code == 422, bad

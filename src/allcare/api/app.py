@@ -14,7 +14,7 @@ from allcare import __version__
 from allcare.api.audit import AuditMiddleware
 from allcare.api.body_limit import BodyLimitMiddleware
 from allcare.api.deps import require_api_key
-from allcare.api.docs_pages import install_docs
+from allcare.api.docs_pages import DESCRIPTION, install_docs
 from allcare.api.errors import install_error_handlers
 from allcare.api.json_text import JsonTextMiddleware
 from allcare.api.metrics import AppMetrics
@@ -32,7 +32,6 @@ from allcare.api.routes import (
     labels,
     metrics,
 )
-from allcare.api.schemas.common import ERROR_RESPONSES
 from allcare.api.security_headers import SecurityHeadersMiddleware
 from allcare.core.config import Settings, load_settings
 from allcare.runtime import Runtime
@@ -55,12 +54,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     docs = settings.enable_docs
     app = FastAPI(
         title="AllCare Server",
+        description=DESCRIPTION,
         version=__version__,
         lifespan=lifespan,
         docs_url=None,  # served below with local assets
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     if docs:

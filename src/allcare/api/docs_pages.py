@@ -17,6 +17,18 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = "/docs/assets"
+DESCRIPTION = """The server the AllCare mobile app talks to: sign-in, cases, photo checks and
+classification into the 7 HAM10000 classes, expert labels, and the learning loop's
+administration.
+
+**Authentication.** `POST /auth/login` answers an `access_token`; send it as
+`Authorization: Bearer <token>` (the Authorize button). Roles come from the account: `gp`
+(their own cases only), `doctor` and `admin`. Where `API_KEY` is set, the keyed routes also
+need `X-API-Key`.
+
+**Errors** are JSON `{"detail": ...}`: a sentence, or for 422 a list of field errors. Each
+operation lists the error statuses it can answer; besides those, any operation that reads the
+database may answer 503 with `Retry-After` while the database is saturated or down."""
 
 
 def install_docs(app: FastAPI, openapi_url: str) -> None:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from allcare.api.audit import note
 from allcare.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from allcare.api.schemas.common import errors
 from allcare.services.active_learning import ActiveLearningService, CandidateQuery
 
 router = APIRouter(tags=["active learning"])
@@ -26,7 +27,11 @@ class CandidatesIn(BaseModel):
     strategy: Literal["margin", "entropy", "least_confidence", "diversity", "random"] = "margin"
 
 
-@router.post("/active-learning/candidates")
+@router.post(
+    "/active-learning/candidates",
+    summary="The cases worth labelling next",
+    responses=errors(400, 401, 413),
+)
 def candidates(
     body: Annotated[CandidatesIn, Body()],
     principal: PrincipalDep,

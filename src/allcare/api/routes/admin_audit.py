@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from allcare.api.deps import AdminDep, SessionDep
-from allcare.api.schemas.common import IsoDateTime
+from allcare.api.schemas.common import IsoDateTime, errors
 from allcare.services.access_log import AccessQuery, page
 
 router = APIRouter(tags=["admin: audit"])
@@ -17,7 +17,7 @@ def _local(moment: datetime | None) -> datetime | None:
     return moment.astimezone() if moment is not None and moment.tzinfo is None else moment
 
 
-@router.get("/admin/audit")
+@router.get("/admin/audit", summary="Who read or changed patient data", responses=errors(401, 403))
 def access_audit(
     _: AdminDep,
     session: SessionDep,

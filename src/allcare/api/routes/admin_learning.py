@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from allcare.api.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import TrainingConfigIn, TriggerIn
-from allcare.api.schemas.common import IsoDateTime
+from allcare.api.schemas.common import IsoDateTime, errors
 from allcare.runtime import Runtime
 from allcare.services import label_pool, registry, training_config
 from allcare.services.architecture_choice import architectures, canonical_architecture
@@ -22,8 +22,13 @@ from allcare.store.models import ModelVersion
 router = APIRouter(tags=["admin: learning"])
 
 
-@router.get("/admin/training-config")
+@router.get(
+    "/admin/training-config",
+    summary="The training configuration and its defaults",
+    responses=errors(401, 403),
+)
 def get_training_config(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """What the next run will use, and the server's defaults (RETRAIN_* settings)."""
     return {
         "status": "ok",
         "config": training_config.current(session, runtime.settings),
@@ -31,28 +36,46 @@ def get_training_config(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -
     }
 
 
-@router.post("/admin/training-config")
+@router.post(
+    "/admin/training-config",
+    summary="Change the training configuration",
+    responses=errors(400, 401, 403, 413),
+)
 def set_training_config(
     body: TrainingConfigIn, admin: AdminDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    """Merge the given values into the stored configuration; audited."""
     changes = body.model_dump(exclude_none=True)
     config = training_config.update(session, runtime.settings, changes, admin.user_id)
     return {"status": "ok", "message": "Training configuration updated", "config": config}
 
 
-@router.post("/admin/retrain/trigger")
+@router.post(
+    "/admin/retrain/trigger", summary="Start a retraining run", responses=errors(400, 401, 403, 413)
+)
 def trigger_retraining(body: TriggerIn, admin: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Answers at once: training runs in a worker process; follow it in /admin/retrain/status."""
     return runtime.training.trigger(admin.user_id, body.architecture, body.force)
 
 
-@router.post("/admin/retrain/cancel")
+@router.post(
+    "/admin/retrain/cancel",
+    summary="Stop the running retraining run",
+    responses=errors(401, 403, 404),
+)
 def cancel_retraining(admin: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Stop the running run after its current batch; 404 when none runs."""
     return runtime.training.cancel(admin.user_id)
 
 
-@router.get("/admin/retrain/status")
+@router.get(
+    "/admin/retrain/status",
+    summary="The retraining run's progress and the label threshold",
+    responses=errors(401, 403),
+)
 def retrain_status(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Phase, epoch, fraction, loss and ETA of the running run, and how many new labels start
+    the next."""
     counts = label_pool.counts(session, runtime.settings.retrain_min_new_labels)
     return {
         "status": "ok",
@@ -67,8 +90,13 @@ def retrain_status(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dic
     }
 
 
-@router.get("/admin/retrain/architectures")
+@router.get(
+    "/admin/retrain/architectures",
+    summary="Architectures a run may train",
+    responses=errors(401, 403),
+)
 def retrain_architectures(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The architectures a run may train, and the one it would use."""
     return architectures(_default_architecture(session, runtime))
 
 
@@ -83,7 +111,7 @@ def _default_architecture(session: Session, runtime: Runtime) -> str:
     return canonical_architecture(configured)
 
 
-@router.get("/admin/events")
+@router.get("/admin/events", summary="The learning loop's events", responses=errors(401, 403))
 def events(
     _: AdminDep,
     session: SessionDep,
@@ -92,18 +120,22 @@ def events(
     type: Annotated[str | None, Query(max_length=32)] = None,
     since: IsoDateTime | None = None,
 ) -> dict[str, Any]:
+    """Training, evaluation, promotion, rollback and configuration events, newest first."""
     if since is not None and since.tzinfo is None:
         since = since.astimezone()  # naive means local time, like every timestamp on the wire
     found = list_events(session, limit=limit, kind=event_type or type, since=since)
     return {"status": "ok", "events": found, "total": len(found)}
 
 
-@router.get("/admin/labels/count")
+@router.get(
+    "/admin/labels/count", summary="How many labels, used and unused", responses=errors(401, 403)
+)
 def label_count(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Expert labels in all, used by a production model, and unused."""
     return {"status": "ok"} | label_pool.counts(session, runtime.settings.retrain_min_new_labels)
 
 
-@router.get("/admin/labels")
+@router.get("/admin/labels", summary="The expert labels", responses=errors(401, 403))
 def labels(
     _: AdminDep,
     session: SessionDep,
@@ -111,18 +143,26 @@ def labels(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     unused_only: bool = False,
 ) -> dict[str, Any]:
+    """The expert labels with their cases, newest first."""
     entries, total = label_pool.pool_entries(
         session, runtime.sealer, limit=limit, unused_only=unused_only
     )
     return {"status": "ok", "labels": entries, "total": total}
 
 
-@router.get("/model/retrain-status")
+@router.get(
+    "/model/retrain-status", summary="Retraining status (legacy route)", responses=errors(401)
+)
 def legacy_retrain_status(_: PrincipalDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The running run's status, in the legacy shape."""
     return runtime.training.status()
 
 
-@router.post("/model/retrain")
+@router.post(
+    "/model/retrain",
+    summary="Start a retraining run (legacy route)",
+    responses=errors(400, 401, 403),
+)
 def legacy_retrain(
     principal: PrincipalDep,
     runtime: RuntimeDep,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from allcare.api.deps import AdminDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import AssetActivateIn, ModelStatus, PromoteIn, RollbackIn
+from allcare.api.schemas.common import errors
 from allcare.services import assets, evaluation_set, registry
 from allcare.services.errors import NotFound
 
@@ -22,18 +23,20 @@ def _version_id(text: str) -> str:
     return text
 
 
-@router.get("")
+@router.get("", summary="The model registry", responses=errors(401, 403))
 def list_models(
     _: AdminDep,
     session: SessionDep,
     runtime: RuntimeDep,
     status: Annotated[ModelStatus | None, Query()] = None,
 ) -> dict[str, Any]:
+    """Every model version, newest first, with its metrics, evaluation and gate verdict."""
     return registry.list_models(session, runtime.settings, status)
 
 
-@router.get("/production")
+@router.get("/production", summary="The production model", responses=errors(401, 403))
 def production_model(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The production model's record, or null when none is deployed."""
     version_id = registry.pointer(session, registry.Pointer.PRODUCTION)
     if version_id is None:
         return {"status": "ok", "production_model": None, "message": "No production model deployed"}
@@ -41,8 +44,9 @@ def production_model(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> d
     return {"status": "ok", "production_model": registry.version_record(runtime.settings, version)}
 
 
-@router.get("/active")
+@router.get("/active", summary="The model that serves", responses=errors(401, 403))
 def active_model(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The model the registry says to serve, and the version this process serves now."""
     version_id = registry.pointer(session, registry.Pointer.ACTIVE)
     if version_id is None:
         return {"status": "ok", "active_inference": None}
@@ -53,19 +57,29 @@ def active_model(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[
     return {"status": "ok", "active_inference": record}
 
 
-@router.get("/assets")
+@router.get("/assets", summary="Model files in MODEL_ASSETS_DIR", responses=errors(401, 403))
 def list_assets(_: AdminDep, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Model files an admin may serve directly (MODEL_ASSETS_DIR), and which one is active."""
     return assets.list_assets(session, runtime.settings)
 
 
-@router.post("/assets/activate")
+@router.post(
+    "/assets/activate",
+    summary="Serve a model file from MODEL_ASSETS_DIR",
+    responses=errors(400, 401, 403, 404, 413),
+)
 def activate_asset(body: AssetActivateIn, admin: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Loads the file first and reports the truth (D12); the choice survives restarts."""
     return assets.activate_asset(runtime.deployment, runtime.settings, admin, body.file_name)
 
 
-@router.get("/{version_id}/training-log")
+@router.get(
+    "/{version_id}/training-log",
+    summary="A run's training log, per epoch",
+    responses=errors(401, 403, 404),
+)
 def training_log(version_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    """One row per epoch (loss, accuracy, timings) and the series for a plot."""
     version = registry.get_version(session, _version_id(version_id))
     rows = version.training_log
     if not rows:
@@ -85,7 +99,11 @@ def training_log(version_id: str, _: AdminDep, session: SessionDep) -> dict[str,
     }
 
 
-@router.get("/{version_id}/evaluation-set")
+@router.get(
+    "/{version_id}/evaluation-set",
+    summary="The exact evaluation set a run was judged on",
+    responses=errors(401, 403, 404),
+)
 def recorded_evaluation_set(version_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
     """The exact cases and photos a run was judged on, fixed when it was triggered."""
     version = registry.get_version(session, _version_id(version_id))
@@ -99,13 +117,21 @@ def recorded_evaluation_set(version_id: str, _: AdminDep, session: SessionDep) -
     }
 
 
-@router.post("/{version_id}/activate")
+@router.post(
+    "/{version_id}/activate",
+    summary="Serve a model without making it production",
+    responses=errors(400, 401, 403, 404),
+)
 def activate_model(version_id: str, admin: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Serve this model (production or candidate) without changing production."""
     return runtime.deployment.activate(_version_id(version_id), admin.user_id)
 
 
-@router.post("/{version_id}/promote")
+@router.post(
+    "/{version_id}/promote",
+    summary="Make a model production",
+    responses=errors(400, 401, 403, 404, 409, 413),
+)
 def promote_model(
     version_id: str, body: PromoteIn, admin: AdminDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -113,15 +139,24 @@ def promote_model(
     return runtime.deployment.promote(_version_id(version_id), admin.user_id, body.reason)
 
 
-@router.post("/{version_id}/rollback")
+@router.post(
+    "/{version_id}/rollback",
+    summary="Roll production back to a given model",
+    responses=errors(400, 401, 403, 404, 409, 413),
+)
 def rollback_to_model(
     version_id: str, admin: AdminDep, runtime: RuntimeDep, body: RollbackIn | None = None
 ) -> dict[str, Any]:
+    """Production goes back to the given earlier production model; audited with the reason."""
     reason = (body or RollbackIn()).reason
     return runtime.deployment.rollback(_version_id(version_id), admin.user_id, reason)
 
 
-@router.post("/rollback")
+@router.post(
+    "/rollback",
+    summary="Roll production back to the one before",
+    responses=errors(400, 401, 403, 413),
+)
 def rollback_to_previous(
     admin: AdminDep, runtime: RuntimeDep, body: RollbackIn | None = None
 ) -> dict[str, Any]:

@@ -5,13 +5,19 @@ from fastapi import APIRouter, HTTPException, Request, status
 from allcare.api.audit import note
 from allcare.api.deps import RuntimeDep
 from allcare.api.schemas.auth import LoginIn, LoginOut, UserOut
+from allcare.api.schemas.common import errors
 from allcare.services.principal import is_valid_user_id
 from allcare.services.users import credentials_version
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/login", response_model=LoginOut)
+@router.post(
+    "/auth/login",
+    summary="Sign in: a bearer token and the user",
+    responses=errors(400, 401, 413, 429),
+    response_model=LoginOut,
+)
 async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOut:
     """Every attempt is audited with the username tried (never the password); repeated
     failures per username or per client address answer 429 with Retry-After. An attempt counts

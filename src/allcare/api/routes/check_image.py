@@ -3,17 +3,43 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from allcare.api.audit import note
 from allcare.api.deps import CameraPrincipalDep, RuntimeDep
-from allcare.api.schemas.common import Prediction
+from allcare.api.schemas.common import Prediction, errors
 from allcare.services.photo_checks import uploader_key
 
 router = APIRouter(tags=["images"])
 
 
 class CheckImageOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "success",
+                    "message": "Image processed",
+                    "blur_score": 183.52,
+                    "predictions": [
+                        {"label": "nv", "confidence": 0.81},
+                        {"label": "mel", "confidence": 0.11},
+                        {"label": "bkl", "confidence": 0.04},
+                        {"label": "bcc", "confidence": 0.02},
+                        {"label": "akiec", "confidence": 0.015},
+                        {"label": "df", "confidence": 0.005},
+                        {"label": "vasc", "confidence": 0.01},
+                    ],
+                    "image_id": "3f2b9c1e-8d4a-4a57-9b1e-2c6d7e8f9a0b",
+                    "case_id": "12",
+                    "user_id": "gp1",
+                    "user_role": "gp",
+                    "model_version": "v20261202_001",
+                }
+            ]
+        }
+    )
+
     status: str
     message: str
     blur_score: float
@@ -25,7 +51,12 @@ class CheckImageOut(BaseModel):
     model_version: str
 
 
-@router.post("/check-image", response_model=CheckImageOut)
+@router.post(
+    "/check-image",
+    summary="Check a photo's sharpness and classify it",
+    responses=errors(400, 401, 403, 404, 413, 415, 429, 503),
+    response_model=CheckImageOut,
+)
 async def check_image(
     principal: CameraPrincipalDep,
     runtime: RuntimeDep,

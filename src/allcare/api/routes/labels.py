@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 
 from allcare.api.audit import note
 from allcare.api.deps import LabelsDep, PrincipalDep, RuntimeDep
+from allcare.api.schemas.common import errors
 from allcare.api.schemas.labels import AnnotationIn, LabelIn, LabelOut
 from allcare.runtime import Runtime
 from allcare.services.label_fields import LabelSource
@@ -12,7 +13,12 @@ from allcare.services.labels import LabelOutcome, Submission
 router = APIRouter(tags=["labels"])
 
 
-@router.post("/cases/{case_id}/label", response_model=LabelOut)
+@router.post(
+    "/cases/{case_id}/label",
+    summary="Label a case with its diagnosis (doctors, admins)",
+    responses=errors(400, 401, 403, 404, 413),
+    response_model=LabelOut,
+)
 def label_case(
     case_id: str,
     body: LabelIn,
@@ -26,7 +32,12 @@ def label_case(
     return _saved(outcome, runtime, request, "Label submitted successfully")
 
 
-@router.post("/cases/{case_id}/annotations", response_model=LabelOut)
+@router.post(
+    "/cases/{case_id}/annotations",
+    summary="Label a case with strokes and boxes on a photo",
+    responses=errors(400, 401, 403, 404, 413),
+    response_model=LabelOut,
+)
 def annotate_case(
     case_id: str,
     body: AnnotationIn,

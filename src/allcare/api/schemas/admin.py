@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from allcare.ml.classes import ARCHITECTURES, architecture_id
 
@@ -17,16 +26,17 @@ class TrainingConfigIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    epochs: int | None = Field(None, ge=1, le=100)
-    batch_size: int | None = Field(None, ge=1, le=128)
-    learning_rate: float | None = Field(None, ge=1e-6, le=1.0, allow_inf_nan=False)
+    # Strict: the app sends JSON numbers and booleans; true is not an epoch count.
+    epochs: StrictInt | None = Field(None, ge=1, le=100)
+    batch_size: StrictInt | None = Field(None, ge=1, le=128)
+    learning_rate: StrictFloat | None = Field(None, ge=1e-6, le=1.0, allow_inf_nan=False)
     optimizer: Literal["Adam", "SGD", "AdamW", "RMSprop"] | None = None  # ml/training.py
-    dropout: float | None = Field(None, ge=0.0, le=0.9, allow_inf_nan=False)
-    augmentation_applied: bool | None = None
+    dropout: StrictFloat | None = Field(None, ge=0.0, le=0.9, allow_inf_nan=False)
+    augmentation_applied: StrictBool | None = None
     # Additive: the fewest optimiser steps of a run (RETRAIN_MIN_STEPS by default).
-    min_steps: int | None = Field(None, ge=0, le=1_000_000)
+    min_steps: StrictInt | None = Field(None, ge=0, le=1_000_000)
     # Additive: melanoma's loss weight, the other classes' being 1 (RETRAIN_MELANOMA_WEIGHT).
-    melanoma_weight: float | None = Field(None, ge=1.0, le=10.0, allow_inf_nan=False)
+    melanoma_weight: StrictFloat | None = Field(None, ge=1.0, le=10.0, allow_inf_nan=False)
     architecture: str | None = Field(None, max_length=40)
 
     @field_validator("architecture")

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 
 class LoginIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "gp1", "password": "<gp1's password>"}]}
+    )
+
     username: Annotated[str, StringConstraints(max_length=64)]
     password: Annotated[str, StringConstraints(max_length=1024)]
 
@@ -18,6 +22,23 @@ class UserOut(BaseModel):
 
 
 class LoginOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "token_type": "bearer",
+                    "user": {
+                        "user_id": "gp1",
+                        "first_name": "Ali",
+                        "last_name": "Khan",
+                        "role": "gp",
+                    },
+                }
+            ]
+        }
+    )
+
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     user: UserOut

@@ -43,6 +43,29 @@ class _CaseFields(BaseModel):
 
 
 class CaseLogIn(_CaseFields):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "case_id": "12",
+                    "status": "Confirmed",
+                    "image_paths": ["gp1/3f2b9c1e-8d4a-4a57-9b1e-2c6d7e8f9a0b.jpg"],
+                    "predictions": [
+                        {"label": "nv", "confidence": 0.81},
+                        {"label": "mel", "confidence": 0.11},
+                    ],
+                    "selected_prediction_index": 0,
+                    "symptoms": ["itching"],
+                    "gender": "female",
+                    "age": "54",
+                    "location": "back",
+                    "created_at": "2026-12-02T10:15:00",
+                }
+            ]
+        },
+    )
+
     case_id: IdText
     status: StatusText = "pending"
     isLabeled: bool = False
@@ -69,6 +92,8 @@ class ReleaseIdIn(BaseModel):
 
 
 class CaseIdOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"case_id": "12"}]})
+
     case_id: str
 
 
@@ -79,6 +104,14 @@ class ReleaseIdOut(BaseModel):
 
 
 class CaseLoggedOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ok", "message": "logged", "case_id": "12", "case_status": "Confirmed"}
+            ]
+        }
+    )
+
     status: str
     message: str
     case_id: str

@@ -76,17 +76,20 @@ class ErrorOut(BaseModel):
     detail: str | list[Any] | dict[str, Any]
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": description}
-    for code, description in {
-        400: "Bad request",
-        401: "Not authenticated, or the credentials are refused",
-        403: "The role may not do this",
-        404: "Unknown, or not the caller's",
-        409: "Conflicts with the current state",
-        413: "Body or image too large",
-        415: "Unsupported media type",
-        429: "Too many requests; see Retry-After",
-        503: "Temporarily unavailable (no model, or overloaded); see Retry-After",
-    }.items()
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request: a body that is not JSON, or a value the detail names",
+    401: "Not authenticated, or the credentials (token, X-API-Key) are refused",
+    403: "The caller's role or ownership does not allow this",
+    404: "Unknown, or not the caller's",
+    409: "Conflicts with the current state",
+    413: "Body or image too large",
+    415: "Not a photo this server reads (JPEG, PNG, WebP, HEIC)",
+    429: "Too many requests; see Retry-After",
+    503: "Temporarily unavailable (no model, overloaded, database down); see Retry-After",
 }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers one operation can really give, for its OpenAPI entry (422, field
+    errors, FastAPI adds wherever there is input)."""
+    return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}

@@ -60,7 +60,12 @@ class Annotations(BaseModel):
 
 
 class LabelIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"correct_label": "mel", "notes": "irregular network, regression"}]
+        },
+    )
 
     correct_label: LabelCode
     notes: LongText | None = None
@@ -78,6 +83,19 @@ class AnnotationIn(BaseModel):
 
 
 class LabelOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "message": "Label submitted successfully",
+                    "case_id": "12",
+                    "correct_label": "mel",
+                }
+            ]
+        }
+    )
+
     status: str
     message: str
     case_id: str
