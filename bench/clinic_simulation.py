@@ -325,6 +325,7 @@ def _candidate_record(
         "reasons": evaluation.get("reasons"),
         "gate": evaluation.get("comparison"),
         "training_seconds": (model.get("metrics") or {}).get("training_seconds"),
+        "calibration": (model.get("metrics") or {}).get("calibration"),
     }
     if model.get("path"):
         change = compare(

@@ -85,6 +85,9 @@ def test_every_run_trains_on_all_labels_and_only_promotion_spends_them(
     run = judged[first["version_id"]]
     assert run["status"] == "rejected"
     assert run["metrics"]["labels_used"] == 12
+    # 12 clinic labels are too few to hold a calibration share back: said, not hidden.
+    assert run["metrics"]["calibration"]["temperature"] == 1.0
+    assert "fewer than 30 calibration photos" in run["metrics"]["calibration"]["note"]
     assert run["evaluation"]["eval_cases"] == 7
     assert run["evaluation"]["candidate"]["intervals"]["balanced_accuracy"]["low"] is not None
     assert admin.get("/admin/labels/count").json()["unused_labels"] == 12  # rejected: unspent

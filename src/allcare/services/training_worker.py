@@ -39,6 +39,7 @@ from allcare.ml.training import (
     training_threads,
 )
 from allcare.runtime import Runtime, model_options
+from allcare.services.calibration import calibrate_on, split_for_calibration
 from allcare.services.candidate_evaluation import Judgement, gate_policy, judge
 from allcare.services.evaluation_set import EvalCase, open_cases, summary
 from allcare.services.events import EventType, record_event
@@ -115,6 +116,8 @@ class TrainingRun:
             config = TrainingConfig.from_wire(version.training_config or {})
         self._report({"phase": "loading", "fraction": 0.0})
         _, module = read_model(base_path, trust_pickle=self.settings.model_trust_pickle)
+        split = split_for_calibration(train, self.settings.retrain_calibration_share, self._seed())
+        train = split.train
         replay = replay_samples(
             founding, len(train), self.settings.retrain_replay_share, self._seed()
         )
@@ -136,6 +139,8 @@ class TrainingRun:
             should_stop=self._should_stop,
         )
         training_seconds = time.monotonic() - started
+        self._report({"phase": "calibrating", "fraction": 1.0}, force=True)
+        calibration = calibrate_on(module.to("cpu"), split.calibration, self._loader)
         self._report({"phase": "saving", "fraction": 1.0}, force=True)
         file_key, sha256, size = write_model_file(
             self.settings,
@@ -168,6 +173,7 @@ class TrainingRun:
             "steps": sum(row.get("steps", 0) for row in log_rows),
             "epochs_completed": len(log_rows),
             "training_seconds": round(training_seconds, 1),
+            "calibration": calibration,
             "seconds_per_epoch": round(training_seconds / max(1, len(log_rows)), 1),
         }
         self._record_outcome(
