@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs AllCare Server into it, with the extras asked for (e.g. "test").
+# Creates .venv and installs AllCare Server into it, with the extras asked for (e.g. "train" or
+# "train,test"; none: the serving-only install, without PyTorch).
 # Installs only when the venv is missing or pyproject.toml / the extras changed since the last
 # install (a stamp in .venv), so a restart on a LAN without a package index touches no network.
 set -euo pipefail
@@ -7,11 +8,17 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 stamp=.venv/.allcare-install-stamp
 project="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
-  # Every install has the base dependencies; extras must have been installed by name.
-  if [ -z "$extras" ] && grep -q "^$project " "$stamp"; then exit 0; fi
-  if grep -qxF "$project extras=$extras" "$stamp"; then exit 0; fi
-fi
+installed() {
+  # Every install of this pyproject.toml has the base dependencies; an extra counts once an
+  # install of this project named it (so "train" is satisfied by "train,test").
+  local wanted line
+  for wanted in ${extras//,/ }; do
+    line="$(grep "^$project extras=" "$stamp" | grep -E "[=,]$wanted(,|$)" || true)"
+    [ -n "$line" ] || return 1
+  done
+  grep -q "^$project " "$stamp"
+}
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && installed; then exit 0; fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

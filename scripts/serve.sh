@@ -3,5 +3,5 @@
 # (SQLite and images under ./storage, port 8000). Settings come from the environment (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh train
 exec .venv/bin/allcare serve "$@"

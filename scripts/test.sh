@@ -3,6 +3,6 @@
 # and on a throwaway PostgreSQL that the tests start from the installed binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh test
+scripts/bootstrap.sh train,test
 .venv/bin/ruff check src tests bench
 .venv/bin/python -m pytest "$@"

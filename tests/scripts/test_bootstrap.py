@@ -38,8 +38,9 @@ def test_a_complete_venv_starts_offline_and_unchanged() -> None:
     if not stamp.exists():
         pytest.skip("this checkout's venv was not made by scripts/bootstrap.sh")
     before = stamp.read_text(), stamp.stat().st_mtime_ns
-    # scripts/test.sh installed the test extras; the server's own start (no extras) needs none.
-    for extras in (("test",), ()):
+    # scripts/test.sh installed train,test; scripts/serve.sh's train, one of them, or none (the
+    # serving-only set) is part of that install.
+    for extras in (("train,test",), ("train",), ("test",), ("test,train",), ()):
         done = _bootstrap(ROOT, *extras)
         assert done.returncode == 0, done.stderr
         assert "Installing" not in done.stderr
@@ -57,5 +58,23 @@ def test_a_changed_project_installs_again(tmp_path: Path) -> None:
     )
     (tmp_path / ".venv" / ".allcare-install-stamp").write_text("0" * 64 + " extras=\n")
     done = _bootstrap(tmp_path)
+    assert done.returncode != 0
+    assert "Installing AllCare Server" in done.stderr
+
+
+def test_an_extra_never_installed_is_installed(tmp_path: Path) -> None:
+    """A serving-only venv (no extras) asked for training installs the [train] extra."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "bootstrap.sh", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / ".venv")], check=True
+    )
+    project = subprocess.run(
+        ["sha256sum", str(tmp_path / "pyproject.toml")], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    (tmp_path / ".venv" / ".allcare-install-stamp").write_text(f"{project} extras=\n")
+    assert _bootstrap(tmp_path).returncode == 0
+    done = _bootstrap(tmp_path, "train")
     assert done.returncode != 0
     assert "Installing AllCare Server" in done.stderr

@@ -12,6 +12,7 @@ import typer
 from allcare.cli.common import fail
 from allcare.cli.models import registry_store
 from allcare.core.config import ConfigError
+from allcare.ml.optional import needs_torch
 from allcare.services.errors import ServiceError
 from allcare.store.crypto import parse_key
 
@@ -101,6 +102,9 @@ def export_model(
     out: Annotated[Path, typer.Option(help="The file to write.")],
 ) -> None:
     """Write a registered model as TorchScript or ONNX, checked against the source."""
+    missing = needs_torch("allcare export-model")
+    if missing:
+        raise fail(missing)
     from allcare.services.model_export import export_version
 
     with registry_store() as (settings, db, _sealer):

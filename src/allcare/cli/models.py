@@ -14,6 +14,7 @@ import typer
 from allcare.cli.common import command_group, data_settings, fail
 from allcare.core.config import ConfigError, Settings
 from allcare.ml.classes import DEFAULT_ARCHITECTURE
+from allcare.ml.optional import needs_torch
 from allcare.runtime import Runtime, model_options
 from allcare.services.errors import ServiceError
 from allcare.store.crypto import Sealer
@@ -105,6 +106,9 @@ def train(
     reason: Annotated[str | None, typer.Option(help="Why it is promoted (audit log)")] = None,
 ) -> None:
     """Train a model on a folder of labelled photos and register it (a clinic's first model)."""
+    missing = needs_torch("allcare train")
+    if missing:
+        raise fail(missing)
     import torch
 
     from allcare.ml.training import Progress, TrainingConfig, training_threads

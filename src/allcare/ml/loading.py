@@ -15,6 +15,7 @@ import numpy as np
 from allcare.ml.classes import NUM_CLASSES
 from allcare.ml.model_source import ModelFormat, ModelLoadError, ModelSource, sha256_file
 from allcare.ml.onnx_export import cached_or_exported
+from allcare.ml.optional import needs_torch
 from allcare.ml.preprocess import INPUT_SIZE
 from allcare.ml.runners import OnnxRunner, Runner, softmax
 
@@ -52,6 +53,9 @@ def load_model(path: Path, options: ModelOptions, version: str | None = None) ->
         source = ModelSource(path, sha, ModelFormat(described["format"]), described["architecture"])
         runner = _onnx_runner(onnx_path, options)
     else:
+        missing = needs_torch(f"INFERENCE_RUNTIME=torch (serving {path.name})")
+        if missing:
+            raise ModelLoadError(f"{missing}; or serve it with INFERENCE_RUNTIME=onnx")
         from allcare.ml.model_file import read_model
         from allcare.ml.torch_runtime import TorchRunner
 

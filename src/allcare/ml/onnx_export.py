@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from allcare.ml.model_source import ModelLoadError
+from allcare.ml.optional import needs_torch
 from allcare.ml.preprocess import INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ def cached_or_exported(
 
 
 def export_in_subprocess(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
+    missing = needs_torch(f"Serving the PyTorch file {source.name} (its ONNX export)")
+    if missing:
+        raise ModelLoadError(
+            f"{missing}; or serve an .onnx file, or copy this file's export ({target.name} and "
+            "its .json) from a machine that has PyTorch into the same folder"
+        )
     command = [sys.executable, "-m", "allcare.ml.onnx_export", str(source), str(target)]
     if trust_pickle:
         command.append("--trust-pickle")

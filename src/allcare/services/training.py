@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings, settings_environment
+from allcare.ml.optional import needs_torch
 from allcare.services import evaluation_set, label_pool, training_config
 from allcare.services.architecture_choice import base_model
 from allcare.services.deployment import Deployment
-from allcare.services.errors import InvalidInput, NotFound, ServiceError
+from allcare.services.errors import InvalidInput, NotFound, ServiceError, Unavailable
 from allcare.services.events import EventType, record_event
 from allcare.services.labels import LabelOutcome
 from allcare.services.registry import Source, Status, new_version_id
@@ -59,6 +60,9 @@ class TrainingSupervisor:
     def trigger(
         self, actor_id: str, architecture: str | None, force: bool, *, automatic: bool = False
     ) -> dict[str, Any]:
+        missing = needs_torch("Retraining")
+        if missing:
+            raise Unavailable(missing)
         with self._lock, self.db.session() as session:
             begin_write(session)
             hold_lock(session, TRAINING_LOCK)

@@ -51,7 +51,9 @@ def set_training_config(
 
 
 @router.post(
-    "/admin/retrain/trigger", summary="Start a retraining run", responses=errors(400, 401, 403, 413)
+    "/admin/retrain/trigger",
+    summary="Start a retraining run",
+    responses=errors(400, 401, 403, 413, 503),
 )
 def trigger_retraining(body: TriggerIn, admin: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Answers at once: training runs in a worker process; follow it in /admin/retrain/status."""
@@ -161,7 +163,7 @@ def legacy_retrain_status(_: PrincipalDep, runtime: RuntimeDep) -> dict[str, Any
 @router.post(
     "/model/retrain",
     summary="Start a retraining run (legacy route)",
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 503),
 )
 def legacy_retrain(
     principal: PrincipalDep,
