@@ -35,20 +35,22 @@ def without_torch(folder: Path, environment: dict[str, str]) -> dict[str, str]:
 
 
 def run_python(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return _run(["-c", code, *args], env)
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return _run(["-m", "allcare", *args], env, stdin)
+
+
+def _run(
+    args: list[str], env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "allcare", *args],
+        [sys.executable, *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from allcare.ml.model_source import sha256_file
@@ -70,15 +68,7 @@ def test_serving_without_torch(tmp_path: Path) -> None:
         "RETRAIN_AUTO": "false",
     }
     env = without_torch(tmp_path / "site", settings)
-    added = subprocess.run(
-        [sys.executable, "-m", "allcare", "users", "add", "admin1", "--role", "admin", *STDIN],
-        env=env,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    added = run_cli(env, "users", "add", "admin1", "--role", "admin", *STDIN, stdin=PASSWORD)
     assert added.returncode == 0, added.stderr
 
     for model in (onnx, exported_here):  # an ONNX file; a .pt whose export came along
