@@ -32,7 +32,6 @@ from allcare.ml.model_file import checkpoint, read_model
 from allcare.ml.photo import decode_photo
 from allcare.ml.torch_runtime import resolve_torch_device
 from allcare.ml.training import (
-    Progress,
     TrainingCancelled,
     TrainingConfig,
     fine_tune,
@@ -55,6 +54,7 @@ from allcare.services.registry import (
     write_model_file,
 )
 from allcare.services.replay import founding_of, replay_samples
+from allcare.services.run_progress import RunProgress
 from allcare.services.training_status import fail_run
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
@@ -62,8 +62,6 @@ from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion, TrainingLabel
 
 log = logging.getLogger("allcare.training_worker")
-PROGRESS_INTERVAL_S = 2.0
-EVAL_CHUNK = 128
 
 
 class TrainingRun:
@@ -75,13 +73,13 @@ class TrainingRun:
         self.sealer = sealer
         self.blobs = blobs
         self.version_id = version_id
-        self._last_report = 0.0
+        self.progress = RunProgress(db, version_id)
 
     def execute(self) -> int:
         try:
             self._run()
         except TrainingCancelled:
-            self._fail(f"cancelled by {self._cancelled_by()}", cancelled=True)
+            self._fail(f"cancelled by {self.progress.cancelled_by()}", cancelled=True)
             return 0
         except Exception as exc:
             log.exception("Training %s failed", self.version_id)
@@ -114,7 +112,7 @@ class TrainingRun:
             founding = founding_of(session, base)
             architecture = version.architecture or ""
             config = TrainingConfig.from_wire(version.training_config or {})
-        self._report({"phase": "loading", "fraction": 0.0})
+        self.progress.report({"phase": "loading", "fraction": 0.0})
         _, module = read_model(base_path, trust_pickle=self.settings.model_trust_pickle)
         split = split_for_calibration(train, self.settings.retrain_calibration_share, self._seed())
         train = split.train
@@ -135,23 +133,23 @@ class TrainingRun:
             # filters) on far more photos than a clinic's labels: they stay.
             frozen=early_layers(module),
             freeze_batch_norm=True,
-            on_progress=self._progress,
-            should_stop=self._should_stop,
+            on_progress=self.progress.training,
+            should_stop=self.progress.should_stop,
         )
         training_seconds = time.monotonic() - started
-        self._report({"phase": "calibrating", "fraction": 1.0}, force=True)
+        self.progress.report({"phase": "calibrating", "fraction": 1.0}, force=True)
         calibration = calibrate_on(module.to("cpu"), split.calibration, self._loader)
-        self._report({"phase": "saving", "fraction": 1.0}, force=True)
+        self.progress.report({"phase": "saving", "fraction": 1.0}, force=True)
         file_key, sha256, size = write_model_file(
             self.settings,
             self.version_id,
             "model.pt",
             lambda temp: torch.save(checkpoint(module, architecture, self.version_id), temp),
         )
-        self._report({"phase": "validating"}, force=True)
+        self.progress.report({"phase": "validating"}, force=True)
         options = model_options(self.settings)
         candidate = load_model(self.settings.models_dir / file_key, options, self.version_id)
-        self._report({"phase": "evaluating"}, force=True)
+        self.progress.report({"phase": "evaluating"}, force=True)
         judged = self._judge(candidate, eval_cases)
         judged.evaluation["evaluation_set"] = summary(eval_set)
         last = log_rows[-1] if log_rows else {}
@@ -263,45 +261,6 @@ class TrainingRun:
 
     def _loader(self, sample: LabelledImage) -> Callable[[], Any]:
         return lambda: decode_photo(self._photo(sample))
-
-    def _progress(self, progress: Progress) -> None:
-        self._report(
-            {
-                "phase": "training",
-                "epoch": progress.epoch,
-                "epochs": progress.epochs,
-                "batch": progress.batch,
-                "batches": progress.batches,
-                "fraction": round(progress.fraction, 4),
-                "loss": round(progress.loss, 5),
-                "eta_seconds": round(progress.eta_seconds or 0.0, 1),
-            },
-            force=progress.batch == progress.batches,
-        )
-
-    def _report(self, progress: dict[str, Any], *, force: bool = False) -> None:
-        """Progress and heartbeat, at most every PROGRESS_INTERVAL_S unless forced."""
-        now = time.monotonic()
-        if not force and now - self._last_report < PROGRESS_INTERVAL_S:
-            return
-        self._last_report = now
-        with self.db.session() as session:
-            begin_write(session)
-            version = get_version(session, self.version_id, lock=True)
-            version.progress = (
-                (version.progress or {}) | progress | {"updated_at": now_utc().isoformat()}
-            )
-            version.heartbeat_at = now_utc()
-            session.commit()
-
-    def _should_stop(self) -> bool:
-        with self.db.session() as session:
-            return bool(get_version(session, self.version_id).cancel_requested)
-
-    def _cancelled_by(self) -> str:
-        with self.db.session() as session:
-            progress = get_version(session, self.version_id).progress or {}
-        return str(progress.get("cancel_requested_by", "an admin"))
 
     def _fail(self, reason: str, *, cancelled: bool = False) -> None:
         fail_run(self.db, self.version_id, reason, cancelled=cancelled)
