@@ -40,13 +40,15 @@ def store_photo(runtime, user_id: str, case_id: int | None, data: bytes | None =
         service = ImageService(
             session, runtime.blobs, runtime.sealer, CaseService(session, runtime.sealer)
         )
-        return service.store(
-            principal,
-            case_id,
-            PhotoToStore(
-                data=data or jpeg_bytes(), content_type="image/jpeg", width=320, height=240
-            ),
+        photo = PhotoToStore(
+            data=data or jpeg_bytes(), content_type="image/jpeg", width=320, height=240
         )
+        upload = service.begin_upload(principal, case_id)
+        service.write_blob(upload, photo.data)
+        service.finish_upload(upload, principal, photo)
+        image = session.get(Image, upload.image_id)
+        assert image is not None
+        return image
 
 
 def _scan_component(data: bytes, scan: Segment) -> tuple[int, int, int]:

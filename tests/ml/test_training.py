@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,43 @@ def test_a_heavier_melanoma_weight_makes_the_model_call_melanoma_more() -> None:
         ).melanoma_weight
         == 2.5
     )
+
+
+def test_ema_returns_the_moving_average_of_the_weights_and_batch_norm_statistics() -> None:
+    """The EMA run takes the same steps as the plain one (same seed); what it returns is the
+    warm-up moving average of that run's states after each step, buffers included."""
+    config = TrainingConfig(epochs=2, batch_size=4, learning_rate=0.05, augmentation=False)
+    labels = [0, 1, 2, 0, 1, 2, 4, 5]
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.BatchNorm2d(3), TinyClassifier())
+
+    plain, states = model(), []
+    fine_tune(
+        plain,
+        loaders(8),
+        labels,
+        config,
+        on_progress=lambda _: states.append(
+            {k: v.detach().clone() for k, v in plain.state_dict().items()}
+        ),
+    )
+    averaged = model()
+    fine_tune(averaged, loaders(8), labels, replace(config, ema=True))
+
+    expected = {k: v.clone() for k, v in states[0].items()}
+    for count, state in enumerate(states[1:], start=1):
+        share = (1.0 + count) ** -0.75
+        for key, value in state.items():
+            if value.is_floating_point():
+                expected[key] += (value - expected[key]) * share
+            else:
+                expected[key] = value.clone()
+    result = averaged.state_dict()
+    assert len(states) == 4
+    for key in expected:
+        assert torch.allclose(result[key], expected[key], atol=1e-6), key
+    assert not torch.allclose(result["1.head.weight"], states[-1]["1.head.weight"])
+    assert not torch.allclose(result["0.running_mean"], states[-1]["0.running_mean"])
+    assert int(result["0.num_batches_tracked"]) == 4

@@ -13,6 +13,7 @@ import typer
 
 from allcare.cli.common import command_group, fail
 from allcare.cli.models import registry_store
+from allcare.core.clock import aware
 from allcare.services.access_log import FIELDS, AccessQuery, stream
 
 audit_app = command_group("The access audit of patient data.")
@@ -25,7 +26,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise fail(f"{name} must be an ISO-8601 date or time, e.g. 2026-11-01") from exc
-    return moment.astimezone() if moment.tzinfo is None else moment
+    return aware(moment)
 
 
 @audit_app.command("export")

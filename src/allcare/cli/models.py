@@ -91,6 +91,9 @@ def train(
     melanoma_weight: Annotated[
         float, typer.Option(min=1.0, max=10.0, help="Melanoma's loss weight (the others 1)")
     ] = 1.0,
+    ema: Annotated[
+        bool, typer.Option(help="Keep the moving average of the weights (timm's EMA warm-up)")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seeds sampling, augmentation and weights")] = 0,
     eval_split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "val",
     mini: Annotated[bool, typer.Option(help="Only rows with mini=1 (a quick run)")] = False,
@@ -125,6 +128,7 @@ def train(
                 learning_rate=learning_rate,
                 optimizer="AdamW",
                 melanoma_weight=melanoma_weight,
+                ema=ema,
             ),
             eval_split=eval_split,
             mini=mini,

@@ -10,6 +10,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """A timestamp without offset means local time, like every timestamp on the wire and in
+    the legacy files."""
+    return moment.astimezone() if moment.tzinfo is None else moment
+
+
 def wire_time(moment: datetime | None) -> str | None:
     if moment is None:
         return None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from allcare.core.clock import now_utc, wire_time
@@ -45,6 +46,9 @@ class TrainingConfig:
     # The loss weight of a melanoma, the other classes' being 1: a missed melanoma costs more
     # than a false alarm, and the gate refuses a candidate that trades melanoma sensitivity away.
     melanoma_weight: float = 1.0
+    # Keep an exponential moving average of the weights and return it: the last step's weights
+    # are one noisy point of the descent, the average sits nearer the middle of where it ended.
+    ema: bool = False
 
     @classmethod
     def from_wire(cls, values: dict[str, Any]) -> TrainingConfig:
@@ -57,6 +61,7 @@ class TrainingConfig:
             augmentation=bool(values["augmentation_applied"]),
             min_steps=int(values.get("min_steps", 0)),
             melanoma_weight=float(values.get("melanoma_weight", 1.0)),
+            ema=bool(values.get("ema", False)),
         )
 
 
@@ -168,6 +173,19 @@ def _learning_rate_schedule(total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def _ema_step(
+    averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor | int
+) -> torch.Tensor:
+    """One step of the weights' moving average, with timm ModelEmaV3's warm-up: the new
+    weights' share (1 + step) ** -0.75 shrinks as the run goes, so the start's random head soon
+    fades and the average spans about the last 217 of 1,314 steps (the last 19 of 50).
+    Integer buffers (BatchNorm's batch counter) take the current value."""
+    if not averaged.is_floating_point():
+        return current
+    weight = (1.0 + float(count)) ** -0.75
+    return averaged + (current - averaged) * weight
+
+
 def _hold_still(layers: Sequence[nn.Module], module: nn.Module, batch_norm: bool) -> None:
     """Frozen layers, and with ``batch_norm`` every BatchNorm layer, run in inference mode so
     their running statistics stay what they were (module.train() resets that each epoch)."""
@@ -198,7 +216,8 @@ def fine_tune(
     ``config.min_steps`` steps are taken in all: a clinic's 100 labels get enough optimisation
     to move the model, not one step per epoch. ``frozen`` layers keep their weights and
     statistics; ``freeze_batch_norm`` keeps every BatchNorm's statistics (a retraining run on a
-    few hundred photos must not replace those learnt on the founding set)."""
+    few hundred photos must not replace those learnt on the founding set). With ``config.ema``
+    the module ends with the moving average of its weights and BatchNorm statistics."""
     if len(labels) < 2:
         raise ValueError(f"Training needs at least 2 labelled images, got {len(labels)}")
     torch.manual_seed(seed)
@@ -221,6 +240,7 @@ def fine_tune(
     total_steps = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _learning_rate_schedule(total_steps))
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(config.melanoma_weight).to(device))
+    average = AveragedModel(module, avg_fn=_ema_step, use_buffers=True) if config.ema else None
     started = time.monotonic()
     log: list[dict[str, Any]] = []
     for epoch in range(1, config.epochs + 1):
@@ -239,6 +259,8 @@ def fine_tune(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update_parameters(module)
             losses.append(loss.item())
             correct += int((logits.argmax(dim=1) == targets).sum())
             seen += len(targets)
@@ -269,5 +291,7 @@ def fine_tune(
                 "steps": steps_per_epoch,
             }
         )
+    if average is not None:
+        module.load_state_dict(average.module.state_dict())
     module.eval()
     return log

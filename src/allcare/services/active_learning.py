@@ -30,6 +30,7 @@ from allcare.services.opened_probabilities import OpenedProbabilities
 from allcare.services.photo_checks import ranked_predictions
 from allcare.services.principal import Principal
 from allcare.store import vectors
+from allcare.store.contexts import embedding_context, probabilities_context
 from allcare.store.crypto import Sealer, is_sealed
 from allcare.store.db import fetch_rows
 from allcare.store.models import Case, Image
@@ -268,7 +269,7 @@ class ActiveLearningService:
             sealed = found.get(image_id)
             if sealed is None:
                 return None
-            rows.append(vectors.unpack(self._sealer.open(sealed, f"image-embedding:{image_id}")))
+            rows.append(vectors.unpack(self._sealer.open(sealed, embedding_context(image_id))))
         if len({row.shape for row in rows}) != 1:
             return None
         return np.stack(rows)
@@ -325,7 +326,7 @@ class ActiveLearningService:
         image = images.get(image_id)
         if image is None or image.owner_id != match.group(1) or image.probabilities is None:
             return entry
-        opened = self._sealer.open(image.probabilities, f"image-probabilities:{image.id}")
+        opened = self._sealer.open(image.probabilities, probabilities_context(image.id))
         entry["predictions"] = ranked_predictions(vectors.unpack(opened).tolist())
         entry["blur_score"] = image.blur_score
         entry["status"] = "success"

@@ -15,6 +15,7 @@ from allcare.services.errors import Forbidden, InvalidInput, NotFound, PayloadTo
 from allcare.services.label_fields import label_fields
 from allcare.services.label_pool import split_key
 from allcare.services.principal import Principal, Role
+from allcare.store.contexts import case_context, case_history_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, begin_write, next_value
 from allcare.store.models import Case, CaseDecision, Image
@@ -310,12 +311,12 @@ class CaseService:
     # -- sealing ---------------------------------------------------------------------------
 
     def _seal(self, case_id: int, fields: dict[str, Any]) -> bytes:
-        return self._sealer.seal(json.dumps(fields).encode(), f"case:{case_id}")
+        return self._sealer.seal(json.dumps(fields).encode(), case_context(case_id))
 
     def open_details(self, case: Case) -> dict[str, Any]:
         if not case.details:
             return {}
-        return json.loads(self._sealer.open(case.details, f"case:{case.id}"))
+        return json.loads(self._sealer.open(case.details, case_context(case.id)))
 
     def _append_history(
         self, case: Case, principal: Principal, action: str, fields: dict[str, Any]
@@ -327,6 +328,8 @@ class CaseService:
                 action=action,
                 entry_type=case.entry_type,
                 status=case.status,
-                details=self._sealer.seal(json.dumps(fields).encode(), f"case-history:{case.id}"),
+                details=self._sealer.seal(
+                    json.dumps(fields).encode(), case_history_context(case.id)
+                ),
             )
         )

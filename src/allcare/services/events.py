@@ -18,7 +18,6 @@ class EventType(StrEnum):
     LABEL_ADDED = "label_added"
     THRESHOLD_REACHED = "threshold_reached"
     RETRAIN_TRIGGERED = "retrain_triggered"
-    TRAINING_STARTED = "training_started"
     TRAINING_COMPLETED = "training_completed"
     TRAINING_FAILED = "training_failed"
     CANDIDATE_REJECTED = "candidate_rejected"

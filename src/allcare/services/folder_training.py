@@ -255,4 +255,5 @@ def _wire_config(config: TrainingConfig) -> dict[str, Any]:
         "dropout": config.dropout,
         "augmentation_applied": config.augmentation,
         "melanoma_weight": config.melanoma_weight,
+        "ema": config.ema,
     }

@@ -17,6 +17,7 @@ from allcare.services.errors import NotFound
 from allcare.services.principal import Principal, is_valid_user_id
 from allcare.store import vectors
 from allcare.store.blobs import BlobStore, StoredBlob
+from allcare.store.contexts import embedding_context, probabilities_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import begin_write
 from allcare.store.models import Image
@@ -65,14 +66,6 @@ class ImageService:
         self._sealer = sealer
         self._cases = cases
 
-    def store(self, principal: Principal, case_id: int | None, photo: PhotoToStore) -> Image:
-        upload = self.begin_upload(principal, case_id)
-        self.write_blob(upload, photo.data)
-        self.finish_upload(upload, principal, photo)
-        image = self.session.get(Image, upload.image_id)
-        assert image is not None, "committed above"
-        return image
-
     def begin_upload(self, principal: Principal, case_id: int | None) -> PendingUpload:
         """Claim the case and record the blob intent in one commit, before any file I/O."""
         begin_write(self.session)
@@ -115,10 +108,10 @@ class ImageService:
                     height=photo.height,
                     blur_score=photo.blur_score,
                     probabilities=self._seal_vector(
-                        photo.probabilities, f"image-probabilities:{upload.image_id}"
+                        photo.probabilities, probabilities_context(upload.image_id)
                     ),
                     embedding=self._seal_vector(
-                        photo.embedding, f"image-embedding:{upload.image_id}"
+                        photo.embedding, embedding_context(upload.image_id)
                     ),
                     model_version=photo.model_version,
                 )

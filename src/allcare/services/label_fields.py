@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from allcare.core.clock import wire_time
+from allcare.store.contexts import label_context
 from allcare.store.crypto import Sealer
 from allcare.store.models import CaseLabel
 
@@ -22,10 +23,6 @@ from allcare.store.models import CaseLabel
 class LabelSource(StrEnum):
     LABEL = "label"
     ANNOTATION = "annotation"
-
-
-def label_context(case_id: int) -> str:
-    return f"case-label:{case_id}"
 
 
 def open_label(sealer: Sealer, row: CaseLabel) -> dict[str, Any]:

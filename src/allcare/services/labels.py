@@ -57,7 +57,6 @@ class LabelOutcome:
     case_id: int
     owner_id: str
     correct_label: str
-    threshold_reached: bool
 
 
 class LabelService:
@@ -105,8 +104,7 @@ class LabelService:
             split=case.eval_split,
         )
         threshold = self._policy.retrain_threshold
-        reached = before < threshold <= after
-        if reached:
+        if before < threshold <= after:
             record_event(
                 self.session,
                 EventType.THRESHOLD_REACHED,
@@ -116,7 +114,7 @@ class LabelService:
                 threshold=threshold,
             )
         self.session.commit()
-        return LabelOutcome(case.id, case.owner_id, submission.correct_label, reached)
+        return LabelOutcome(case.id, case.owner_id, submission.correct_label)
 
     def _target(self, case_id: int, submission: Submission) -> Case:
         annotating = submission.source == LabelSource.ANNOTATION

@@ -160,16 +160,6 @@ class LegacyTree:
             raise ValueError("too short")
         return self._cipher.decrypt(blob[:NONCE], blob[NONCE:], None)
 
-    def counters(self) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for folder in self.user_folders():
-            if isinstance(folder, Path) and (folder / "case_counter.json").is_file():
-                try:
-                    found[folder.name] = json.loads((folder / "case_counter.json").read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-        return found
-
     # -- photos -------------------------------------------------------------------------------
 
     def photo(self, owner: str, image_id: str) -> tuple[bytes, Where] | Problem:

@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import now_utc
+from allcare.core.clock import aware, now_utc
 from allcare.ml.classes import CLASS_NAMES
 from allcare.services.cases import MAX_CASE_ID_DIGITS, CaseState, EntryType
 from allcare.services.images import IMAGE_FILE_PATTERN, IMAGE_NAMESPACE
@@ -40,6 +40,7 @@ from allcare.services.principal import Role, is_valid_user_id
 from allcare.services.users import import_legacy_users
 from allcare.store import vectors
 from allcare.store.blobs import BlobStore
+from allcare.store.contexts import case_context, label_context, probabilities_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, Database, begin_write, next_value
 from allcare.store.models import Case, CaseLabel, Counter, Image, LegacyImport, User
@@ -60,7 +61,7 @@ def legacy_time(text: Any) -> datetime | None:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
         return None
-    return moment.astimezone() if moment.tzinfo is None else moment
+    return aware(moment)
 
 
 @dataclass
@@ -233,7 +234,7 @@ class Migration:
             entry_type=entry_type if decided else None,
             status=str(record.get("status"))[:64] if record.get("status") is not None else None,
             owner_role=str(record.get("user_role") or (owner.role if owner else "gp"))[:16],
-            details=self.sealer.seal(json.dumps(details).encode(), f"case:{case_id}")
+            details=self.sealer.seal(json.dumps(details).encode(), case_context(case_id))
             if decided
             else None,
             allocated_at=created,
@@ -297,9 +298,7 @@ class Migration:
                 blur_score=_number(record.data.get("blur_score")),
                 probabilities=None
                 if probabilities is None
-                else self.sealer.seal(
-                    vectors.pack(probabilities), f"image-probabilities:{image_id}"
-                ),
+                else self.sealer.seal(vectors.pack(probabilities), probabilities_context(image_id)),
                 model_version="legacy",
                 created_at=legacy_time(record.data.get("created_at")) or now_utc(),
             )
@@ -375,7 +374,7 @@ class Migration:
             return case, None
         row = session.get(CaseLabel, case.current_label_id)
         assert row is not None
-        return case, json.loads(self.sealer.open(row.details, f"case-label:{case_id}"))[
+        return case, json.loads(self.sealer.open(row.details, label_context(case_id)))[
             "correct_label"
         ]
 

@@ -26,9 +26,6 @@ class MigrationReport:
         self.problems.append(text)
         self.count(kind, outcome)
 
-    def imported(self, kind: str) -> int:
-        return self.outcomes[kind][IMPORTED]
-
     def lines(self) -> list[str]:
         title = (
             "Migration report (dry run: nothing was written)"

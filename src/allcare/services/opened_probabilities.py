@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allcare.store.contexts import probabilities_context
 from allcare.store.crypto import Sealer
 
 
@@ -20,7 +21,7 @@ class OpenedProbabilities:
         cached = self._rows
         missing = [row for row in rows if row[1] not in cached]
         if missing:
-            contexts = [f"image-probabilities:{row[1]}" for row in missing]
+            contexts = [probabilities_context(row[1]) for row in missing]
             opened = sealer.open_many([row[2] for row in missing], contexts)
             if len(cached) + len(missing) > self.MAX_ENTRIES:
                 cached.clear()

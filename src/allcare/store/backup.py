@@ -38,7 +38,6 @@ CHUNK_ROWS = 1000
 COPY_BUFFER = 1 << 20
 # Intents name files of uncommitted writes; a restored server has none in flight.
 SKIPPED_TABLES = frozenset({BlobIntent.__tablename__})
-ROOTS = ("blobs", "models")
 
 
 class BackupError(RuntimeError):

@@ -7,14 +7,14 @@ from fastapi import APIRouter, Query
 
 from allcare.api.deps import AdminDep, SessionDep
 from allcare.api.schemas.common import IsoDateTime, errors
+from allcare.core.clock import aware
 from allcare.services.access_log import AccessQuery, page
 
 router = APIRouter(tags=["admin: audit"])
 
 
 def _local(moment: datetime | None) -> datetime | None:
-    """A timestamp without offset means local time, like every timestamp on the wire."""
-    return moment.astimezone() if moment is not None and moment.tzinfo is None else moment
+    return None if moment is None else aware(moment)
 
 
 @router.get("/admin/audit", summary="Who read or changed patient data", responses=errors(401, 403))

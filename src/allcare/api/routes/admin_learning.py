@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from allcare.api.deps import AdminDep, PrincipalDep, RuntimeDep, SessionDep
 from allcare.api.schemas.admin import TrainingConfigIn, TriggerIn
 from allcare.api.schemas.common import IsoDateTime, errors
+from allcare.core.clock import aware
 from allcare.runtime import Runtime
 from allcare.services import label_pool, registry, training_config
 from allcare.services.architecture_choice import architectures, canonical_architecture
@@ -123,9 +124,9 @@ def events(
     since: IsoDateTime | None = None,
 ) -> dict[str, Any]:
     """Training, evaluation, promotion, rollback and configuration events, newest first."""
-    if since is not None and since.tzinfo is None:
-        since = since.astimezone()  # naive means local time, like every timestamp on the wire
-    found = list_events(session, limit=limit, kind=event_type or type, since=since)
+    found = list_events(
+        session, limit=limit, kind=event_type or type, since=None if since is None else aware(since)
+    )
     return {"status": "ok", "events": found, "total": len(found)}
 
 

@@ -66,10 +66,6 @@ class PredictionIn(Prediction):
     ]
 
 
-class StatusOut(BaseModel):
-    status: str
-
-
 class ErrorOut(BaseModel):
     """Every refusal: ``detail`` says why (a list of field errors for 422)."""
 
