@@ -7,7 +7,7 @@ by lesion), at the server's operating point (the top class).
 
 Training uses `allcare train`'s defaults unless told otherwise: EfficientNet-Lite0 from ImageNet
 weights, stem and first three stages frozen, 6 epochs of 7,010 class-balanced draws, batch 32,
-AdamW 5e-4 with warm-up and cosine decay, seed 0.
+AdamW 5e-4 with warm-up and cosine decay, the moving average of the weights (EMA), seed 0.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from allcare.api.audit import ACTIONS, ADMIN_PREFIXES
 from allcare.cli import app
 from allcare.core.config import Settings
 from allcare.services import access_log
@@ -236,3 +237,20 @@ def test_every_refusal_names_its_target_and_the_datas_owner(clinic: Api) -> None
         ("admin.request", "version:v20260101_001", None, "denied"),
     ]
     assert [s["actor"] for s in steps] == ["gp2", "gp2", "gp2", None, "doc1", "gp2", "gp2", None]
+
+
+def test_every_route_that_touches_patient_data_is_in_the_audits_table(clinic: Api) -> None:
+    """The audit names its routes in a table: a new signed-in route (or one with a case or user
+    in its path) must be added to it or be an admin route (audited wholesale), or this fails."""
+    spec = clinic.client.get("/openapi.json").json()
+    missing, checked = [], 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            key = (method.upper(), path)
+            touches = bool(operation.get("security")) or "{case_id}" in path or "{user_id}" in path
+            if touches and not path.startswith(ADMIN_PREFIXES):
+                checked += 1
+                if key not in ACTIONS:
+                    missing.append(key)
+    assert missing == []
+    assert checked >= 12  # cases, labels, annotations, uploads, candidates, image views
