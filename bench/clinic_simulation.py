@@ -26,7 +26,8 @@ is the smallest allowed, 0.05, so 95 % of the labels train).
     .venv/bin/python bench/clinic_simulation.py --seeds 0 1 2 --arms server random always \\
         --founding 300 --rounds 2 --uploads 1000 --labels 500 --evaluation val --out DIR
 
-Writes a table to stdout and, with --out DIR, results.json and a PNG plot (matplotlib).
+Writes a table to stdout and, with --out DIR, results.json and a PNG plot (matplotlib);
+`--report A/results.json B/results.json --out DIR` merges earlier runs into one table and plot.
 """
 
 from __future__ import annotations
@@ -404,13 +405,17 @@ def report(arms: list[Arm], out: Path | None) -> None:
         print("matplotlib is not installed: no plot (pip install matplotlib)")
         return
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(dict.fromkeys(arm.name for arm in arms))
+    seeds = sorted({arm.seed for arm in arms})
     for arm in arms:
         labels = [p["labels"] for p in arm.points]
         for axis, metric in zip(axes, ("balanced_accuracy", "mel_recall"), strict=True):
             axis.plot(
                 labels,
                 [p[metric]["estimate"] for p in arm.points],
-                marker="o",
+                color=f"C{names.index(arm.name)}",
+                marker="osD^v"[seeds.index(arm.seed) % 5],
+                alpha=0.8,
                 label=f"{arm.name} (seed {arm.seed})",
             )
     for axis, title in zip(
@@ -447,7 +452,16 @@ def main() -> None:
     parser.add_argument("--evaluation", choices=["clinic", "val"], default="val")
     parser.add_argument("--test-limit", type=int, default=0, help="0: the whole test split")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="only report: the tables and plot of these results.json files (runs merged)",
+    )
     args = parser.parse_args()
+    if args.report:
+        report([Arm(**arm) for f in args.report for arm in json.loads(f.read_text())], args.out)
+        return
     if not HAM.exists():
         raise SystemExit(f"{HAM} not found: this benchmark needs ham10000-dev")
     test = TestSplit(args.test_limit or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,13 +34,17 @@ class EfficientNetLite0(nn.Module):
     arrive ImageNet-normalised; the first operation maps them to the [-1, 1] scale the
     pretrained weights expect, so the serving transform stays the one of every model."""
 
+    backbone: Any  # timm's EfficientNet: its stages are attributes mypy cannot see
+    input_scale: torch.Tensor
+    input_shift: torch.Tensor
+
     def __init__(self, *, pretrained: bool) -> None:
         super().__init__()
         import timm
 
         from allcare.ml import pretrained as weights
 
-        backbone = timm.create_model(weights.TIMM_NAME, pretrained=False)
+        backbone: Any = timm.create_model(weights.TIMM_NAME, pretrained=False)
         if pretrained:
             weights.load_imagenet_weights(backbone)
         backbone.classifier = nn.Sequential(

@@ -114,8 +114,9 @@ def _release_decoder(image: Image.Image) -> None:
     as the image lives; once the pixels are loaded it is no longer needed."""
     if getattr(image, "_decoder", None) is not None:
         image._decoder = None  # type: ignore[attr-defined]
-    if image.fp is not None:
-        image.fp.close()
+    source = getattr(image, "fp", None)  # only images read from a file have one
+    if source is not None:
+        source.close()
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

@@ -6,7 +6,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc, utc_time
 from allcare.store.db import Database, begin_write
-from allcare.store.models import AccessEvent, Case, Image
+from allcare.store.models import AccessEvent, Case, Image, table_of
 
 log = logging.getLogger(__name__)
 IMAGE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -63,7 +63,7 @@ class AccessQuery:
     since: datetime | None = None
     until: datetime | None = None
 
-    def select(self) -> Select[tuple[AccessEvent]]:
+    def select(self) -> Select[AccessEvent]:
         query = select(AccessEvent)
         if self.actor:
             query = query.where(AccessEvent.actor_id == self.actor)
@@ -171,7 +171,7 @@ class AccessWriter:
                 _fill_owners(session, rows)
                 begin_write(session)
                 # A Core insert: one of these follows every audited request.
-                session.execute(insert(AccessEvent.__table__), rows)
+                session.execute(insert(table_of(AccessEvent)), rows)
                 session.commit()
         except Exception as exc:
             self.failures += len(batch)
@@ -187,7 +187,10 @@ def _fill_owners(session: Session, rows: list[dict[str, Any]]) -> None:
     """Whose data a record concerns, where the route could not say: a refused attempt on a
     case or photo (404, 403) names its target, and the owner is looked up here, off the
     request's path. One query per kind for the whole batch."""
-    lookups = {"case": (Case, _digits), "image": (Image, _uuid)}
+    lookups: dict[str, tuple[type[Case] | type[Image], Callable[[str], Any]]] = {
+        "case": (Case, _digits),
+        "image": (Image, _uuid),
+    }
     for kind, (table, parse) in lookups.items():
         wanted: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:

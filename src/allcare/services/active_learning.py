@@ -159,7 +159,8 @@ class ActiveLearningService:
         independent of any model). Without an evaluation share every case is ranked."""
         if query.evaluation_share <= 0:
             return rows, []
-        ranked, held_out = [], []
+        ranked: list[Any] = []
+        held_out: list[Any] = []
         for row in rows:
             side = row[2] or split_for(row[1] or row[0], query.holdout_share)
             (held_out if side == Split.HOLDOUT else ranked).append(row)

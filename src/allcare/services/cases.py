@@ -18,7 +18,7 @@ from allcare.services.principal import Principal, Role
 from allcare.store.contexts import case_context, case_history_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, begin_write, next_value
-from allcare.store.models import Case, CaseDecision, Image
+from allcare.store.models import Case, CaseDecision, Image, table_of
 
 MAX_CASE_ID_DIGITS = 15
 # A case's own fields (notes, symptoms, paths...): a few KB in practice. The cap keeps one
@@ -93,7 +93,7 @@ class CaseService:
             "owner_role": principal.role.value,
             "allocated_at": now_utc(),
         }
-        cases = Case.__table__
+        cases = table_of(Case)
         if released is None:
             case_id = next_value(self.session, CASE_COUNTER)
             self.session.execute(
@@ -246,7 +246,7 @@ class CaseService:
         include_uncertain: bool = True,
         include_rejected: bool = True,
     ) -> list[dict[str, Any]]:
-        query: Select[tuple[Case]] = select(Case).where(Case.state == CaseState.DECIDED)
+        query: Select[Case] = select(Case).where(Case.state == CaseState.DECIDED)
         if not principal.sees_all_cases:
             query = query.where(Case.owner_id == principal.user_id)
         if not include_uncertain:
@@ -305,6 +305,7 @@ class CaseService:
             .order_by(Image.created_at, Image.id)
         )
         for case_id, image_id in rows:
+            assert case_id is not None, "only photos of these cases were asked for"
             grouped[case_id].append(image_id)
         return grouped
 

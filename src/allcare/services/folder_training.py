@@ -14,11 +14,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings
@@ -114,6 +116,10 @@ def stratified_sample(samples: list[FolderSample], limit: int, seed: int) -> lis
     return sorted(chosen[:limit], key=lambda sample: order[id(sample)])
 
 
+def _open_photo(path: Path) -> Image.Image:
+    return decode_photo(path.read_bytes())
+
+
 def train_from_folder(
     settings: Settings,
     db: Database,
@@ -142,7 +148,7 @@ def train_from_folder(
     started = time.monotonic()
     log = fine_tune(
         module,
-        [lambda path=s.path: decode_photo(path.read_bytes()) for s in train],
+        [partial(_open_photo, s.path) for s in train],
         [s.label for s in train],
         run.config,
         device=resolve_torch_device(settings.retrain_device, "RETRAIN_DEVICE"),

@@ -20,7 +20,7 @@ from allcare.store.blobs import BlobStore, StoredBlob
 from allcare.store.contexts import embedding_context, probabilities_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import begin_write
-from allcare.store.models import Image
+from allcare.store.models import Image, table_of
 
 log = logging.getLogger(__name__)
 IMAGE_NAMESPACE = "images"
@@ -95,7 +95,7 @@ class ImageService:
         try:
             begin_write(self.session)
             self.session.execute(
-                insert(Image.__table__).values(
+                insert(table_of(Image)).values(
                     id=upload.image_id,
                     owner_id=principal.user_id,
                     case_id=upload.case_id,

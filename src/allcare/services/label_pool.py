@@ -84,7 +84,7 @@ def _training_side() -> Any:
     return and_(CaseLabel.trainable, Case.eval_split == Split.TRAIN)
 
 
-def _labelled() -> Select[tuple[Case, CaseLabel]]:
+def _labelled() -> Select[Case, CaseLabel]:
     return select(Case, CaseLabel).join(CaseLabel, CaseLabel.id == Case.current_label_id)
 
 

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from allcare.services.errors import TooManyRequests
 from allcare.services.throttle import MAX_KEYS
@@ -66,7 +66,7 @@ class FailureThrottle:
             self._failures.pop(key, None)
 
     def _retry_after(self, key: str) -> int | None:
-        failures = self._recent(key) if key in self._failures else ()
+        failures: Sequence[float] = self._recent(key) if key in self._failures else ()
         if len(failures) + self._pending[key] < self.limit:
             return None
         if len(failures) < self.limit:

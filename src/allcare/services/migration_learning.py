@@ -229,7 +229,8 @@ class LearningMigration:
                 self.report.problem("events", f"{where}: event without a type")
                 continue
             self.base._begin(session)
-            metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {}
+            given = entry.get("metadata")
+            metadata: dict[str, Any] = given if isinstance(given, dict) else {}
             session.add(
                 Event(
                     at=legacy_time(entry.get("timestamp")) or now_utc(),

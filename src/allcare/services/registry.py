@@ -124,7 +124,7 @@ def model_file(settings: Settings, version: ModelVersion) -> Path:
 
 
 def write_model_file(
-    settings: Settings, version_id: str, name: str, write: Callable[[Path], None]
+    settings: Settings, version_id: str, name: str, write: Callable[[Path], object]
 ) -> tuple[str, str, int]:
     """``write`` fills a temp file; it becomes ``<version>/<name>``, read-only. Returns the file
     key, sha256 and size. A crash leaves only a hidden ``.partial`` file, removed at start-up."""

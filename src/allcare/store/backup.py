@@ -30,7 +30,7 @@ from sqlalchemy import Connection, DateTime, Integer, LargeBinary, Table, func, 
 
 from allcare.store.blobs import atomic_writer
 from allcare.store.db import Database, begin_write, migration_config
-from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion
+from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion, table_of
 
 FORMAT = "allcare-backup/1"
 MANIFEST = "manifest.json"
@@ -125,8 +125,9 @@ def _referenced_files(connection: Connection) -> Iterator[tuple[str, str]]:
     for key in connection.scalars(select(Image.blob_key).order_by(Image.id)):
         yield "blobs", key
     models = select(ModelVersion.file_key).where(ModelVersion.file_key.is_not(None))
-    for key in connection.scalars(models.order_by(ModelVersion.id)):
-        yield "models", key
+    for file_key in connection.scalars(models.order_by(ModelVersion.id)):
+        assert file_key is not None, "the query keeps versions with a file"
+        yield "models", file_key
 
 
 def _copy_in(source: Path, archive: zipfile.ZipFile, entry: str) -> str:
@@ -236,7 +237,7 @@ def _load_rows(db: Database, archive: zipfile.ZipFile, expected: dict[str, int])
     with db.session() as session:
         begin_write(session)
         connection = session.connection()
-        connection.execute(Counter.__table__.delete())
+        connection.execute(table_of(Counter).delete())
         for table in tables():
             counts[table.name] = _insert_rows(connection, archive, table)
             if counts[table.name] != expected.get(table.name, 0):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
-from allcare.store.models import BlobIntent
+from allcare.store.models import BlobIntent, table_of
 
 log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".partial"
@@ -54,7 +54,7 @@ class BlobStore:
 
     def intend(self, session: Session, key: str) -> None:
         """Part of the caller's transaction, committed before the file is written."""
-        session.execute(insert(BlobIntent.__table__).values(key=key))
+        session.execute(insert(table_of(BlobIntent)).values(key=key))
 
     def write(self, key: str, namespace: str, blob_id: str, data: bytes) -> StoredBlob:
         sealed = self._sealer.seal(data, f"{namespace}:{blob_id}")
@@ -68,7 +68,7 @@ class BlobStore:
 
     def settle(self, session: Session, key: str) -> None:
         """Part of the caller's transaction: once it commits, the blob is referenced for good."""
-        intents = BlobIntent.__table__
+        intents = table_of(BlobIntent)
         session.execute(delete(intents).where(intents.c.key == key))
 
     def discard(self, key: str) -> None:

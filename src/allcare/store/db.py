@@ -174,6 +174,6 @@ def fetch_rows(session: Session, statement: Any) -> list[tuple[Any, ...]]:
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(str(compiled), params)
-        return cursor.fetchall()
+        return list(cursor.fetchall())
     finally:
         cursor.close()

@@ -4,10 +4,12 @@ value (store/crypto.py ``MAGIC``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _HEADER = b"\x00V"
-_DTYPES = {b"f": np.dtype("<f4"), b"e": np.dtype("<f2")}
+_DTYPES: dict[bytes, np.dtype[Any]] = {b"f": np.dtype("<f4"), b"e": np.dtype("<f2")}
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
 
