@@ -2,7 +2,7 @@
 metrics on the lesion-disjoint `val` and `test` splits with 95 % bootstrap intervals (resampled
 by lesion), at the server's operating point (the top class).
 
-    .venv/bin/python bench/first_model.py                  # trains (about 45 min on 2 cores)
+    .venv/bin/python bench/first_model.py                  # trains (about an hour on 2 cores)
     .venv/bin/python bench/first_model.py --model FILE     # only evaluates a trained model
 
 Training uses `allcare train`'s defaults unless told otherwise: EfficientNet-Lite0 from ImageNet
