@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
+from allcare.container import open_store
 from allcare.core.config import Settings
+from allcare.ml.active_learning import StrategyName
 from allcare.ml.classes import NUM_CLASSES
 from allcare.ml.embeddings import EMBEDDING_DIM
-from allcare.runtime import Runtime
-from allcare.services.active_learning import (
-    ActiveLearningService,
-    CandidateQuery,
-    OpenedProbabilities,
-)
+from allcare.services.learning.active_learning import ActiveLearningService, OpenedProbabilities
+from allcare.services.learning.candidate_query import CandidateQuery, Candidates
 from allcare.services.principal import Principal, Role
 from allcare.store import vectors
 from allcare.store.crypto import Sealer
@@ -40,7 +38,7 @@ CHUNK = 5000
 
 
 def populate(settings: Settings, cases: int, seed: int = 0) -> tuple[Sealer, int]:
-    db, sealer = Runtime.open_store(settings)
+    db, sealer = open_store(settings)
     rng = np.random.default_rng(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     images = 0
@@ -109,7 +107,7 @@ def populate(settings: Settings, cases: int, seed: int = 0) -> tuple[Sealer, int
 def time_strategies(settings: Settings, top_k: int, repeat: int) -> dict[str, float]:
     """The first call of a server process opens every sealed value ("first call"); later ones
     find them in the process's cache of opened probabilities."""
-    db, sealer = Runtime.open_store(settings)
+    db, sealer = open_store(settings)
     doctor = Principal("doc1", Role.DOCTOR, "", "")
     opened = OpenedProbabilities()
     results = {}
@@ -117,7 +115,7 @@ def time_strategies(settings: Settings, top_k: int, repeat: int) -> dict[str, fl
         started = time.perf_counter()
         ActiveLearningService(session, sealer, opened).candidates(doctor, CandidateQuery(top_k))
         results["margin, first call"] = time.perf_counter() - started
-    for strategy in ("margin", "entropy", "least_confidence", "diversity", "random"):
+    for strategy in StrategyName:
         samples = []
         for _ in range(repeat):
             with db.session() as session:
@@ -126,7 +124,8 @@ def time_strategies(settings: Settings, top_k: int, repeat: int) -> dict[str, fl
                     doctor, CandidateQuery(top_k=top_k, strategy=strategy)
                 )
                 samples.append(time.perf_counter() - started)
-        assert answer["total_candidates"] == top_k
+        assert isinstance(answer, Candidates)
+        assert len(answer.candidates) == top_k
         results[strategy] = statistics.median(samples)
     db.dispose()
     return results

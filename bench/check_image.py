@@ -71,7 +71,7 @@ def model_runtime_peak_mb(model: Path, storage: Path) -> float:
         "from _common import rss_mb;"
         "from allcare.core.config import Settings;"
         "from allcare.ml.loading import load_model;"
-        "from allcare.runtime import model_options;"
+        "from allcare.services.models.options import model_options;"
         "settings = Settings(); model = load_model(settings.model_path, model_options(settings));"
         "batch = np.zeros((settings.batch_max_size, 3, 224, 224), np.float32);"
         "model.runner.run(batch); print(rss_mb()[1])"

@@ -295,7 +295,7 @@ def simulate(
 
 def founding_ids(size: int, seed: int) -> set[str]:
     """The photos the first model was trained on: `allcare train --limit`'s stratified draw."""
-    from allcare.services.folder_training import read_folder
+    from allcare.services.learning.first_model import read_folder
 
     train, _ = read_folder(HAM, "val", limit=size, seed=seed)
     return {sample.path.stem for sample in train}

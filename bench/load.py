@@ -200,8 +200,9 @@ def start_server(work: Path, model: Path, queue_size: int | None) -> tuple[subpr
     accounts += [(f"bench-doc{n}", "doctor") for n in range(DOCTORS)]
     script = (
         "import sys; from allcare.core.config import load_settings;"
-        "from allcare.runtime import Runtime; from allcare.services.users import create_user;"
-        "db, _ = Runtime.open_store(load_settings());"
+        "from allcare.container import open_store;"
+        "from allcare.services.accounts.users import create_user;"
+        "db, _ = open_store(load_settings());"
         "s = db.sessions();"
         "[create_user(s, u, sys.argv[1], r) for u, r in (a.split(':') for a in sys.argv[2:])]"
     )

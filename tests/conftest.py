@@ -115,10 +115,10 @@ class Api:
 
     def __init__(self, client: TestClient) -> None:
         self.client = client
-        self.runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        self.container = client.app.state.container  # type: ignore[attr-defined]
 
     def add_user(self, user_id: str, role: str, *, disabled: bool = False) -> str:
-        return add_account(self.runtime.db, user_id, role, disabled=disabled)
+        return add_account(self.container.db, user_id, role, disabled=disabled)
 
     def token(self, user_id: str, password: str = PASSWORD) -> str:
         response = self.client.post("/auth/login", json={"username": user_id, "password": password})
@@ -163,7 +163,7 @@ def stop_training_workers(storage_root: Path) -> None:
         except OSError:
             continue
         marker = f"STORAGE_ROOT={storage_root}".encode()
-        if b"allcare.services.training_worker" in command and marker in environment.split(b"\0"):
+        if b"allcare.cli.training_worker" in command and marker in environment.split(b"\0"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
 
@@ -182,9 +182,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
-    """Serve an app whose runtime is already started (by its TestClient) on a real socket."""
+    """Serve an app whose container is already started (by its TestClient) on a real socket."""
     port = free_port()
-    settings = app.state.runtime.settings
+    settings = app.state.container.settings
     config = uvicorn_config(
         app, settings, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
     )

@@ -9,9 +9,9 @@ import sys
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-import allcare.store.blobs as blobs_module
+import allcare.core.durable as durable_module
+from allcare.container import Container
 from allcare.core.config import Settings
-from allcare.runtime import Runtime
 from tests.photos import store_photo
 
 
@@ -28,15 +28,15 @@ def note_image_insert(_conn: object, _cursor: object, statement: str, *_: object
 
 
 def main(crash_point: str) -> None:
-    runtime = Runtime.start(Settings())
-    event.listen(runtime.db.engine, "before_cursor_execute", note_image_insert)
+    container = Container.start(Settings())
+    event.listen(container.db.engine, "before_cursor_execute", note_image_insert)
     if crash_point == "mid_write":
-        blobs_module.os.replace = die  # type: ignore[assignment] - the temp file is written, not renamed
+        durable_module.os.replace = die  # type: ignore[assignment] - the temp file is written, not renamed
     elif crash_point == "before_commit":
-        event.listen(runtime.db.engine, "commit", lambda _conn: IMAGE_INSERTED and die())
+        event.listen(container.db.engine, "commit", lambda _conn: IMAGE_INSERTED and die())
     elif crash_point == "after_commit":
         event.listen(Session, "after_commit", lambda _session: IMAGE_INSERTED and die())
-    store_photo(runtime, "gp1", None)
+    store_photo(container, "gp1", None)
     sys.exit("the crash point was never reached")
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from allcare.core.config import Settings
 from allcare.ml.architectures import build
 from allcare.ml.classes import CLASS_NAMES
-from allcare.services.label_pool import Split, split_for
+from allcare.services.labels.pool import Split, split_for
 from tests.conftest import Api
 
 PALETTE = [

@@ -12,8 +12,8 @@ from PIL import Image as PILImage
 from PIL import ImageFilter
 
 from allcare.ml.jpeg_structure import DHT, SOS, Segment, read_layout
-from allcare.services.cases import CaseService
-from allcare.services.images import ImageService, PhotoToStore
+from allcare.services.cases.images import ImageService, PhotoToStore
+from allcare.services.cases.records import CaseService
 from allcare.services.principal import Principal, Role
 from allcare.store.models import Image, User
 
@@ -32,13 +32,13 @@ def jpeg_bytes(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def store_photo(runtime, user_id: str, case_id: int | None, data: bytes | None = None) -> Image:
-    with runtime.db.session() as session:
+def store_photo(container, user_id: str, case_id: int | None, data: bytes | None = None) -> Image:
+    with container.db.session() as session:
         user = session.get(User, user_id)
         assert user is not None
         principal = Principal(user.id, Role(user.role), user.first_name, user.last_name)
         service = ImageService(
-            session, runtime.blobs, runtime.sealer, CaseService(session, runtime.sealer)
+            session, container.blobs, container.sealer, CaseService(session, container.sealer)
         )
         photo = PhotoToStore(
             data=data or jpeg_bytes(), content_type="image/jpeg", width=320, height=240

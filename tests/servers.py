@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from allcare.container import open_store
 from allcare.core.config import Settings
-from allcare.runtime import Runtime
 from tests.conftest import PASSWORD, TEST_JWT_SECRET, add_account, stop_training_workers
 from tests.ports import free_port
 
@@ -73,7 +73,7 @@ def make_server(settings: Settings) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def build(model: Path, users: dict[str, str], **extra: str) -> Server:
-        db, _ = Runtime.open_store(settings)
+        db, _ = open_store(settings)
         try:
             for user_id, role in users.items():
                 add_account(db, user_id, role)

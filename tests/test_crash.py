@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from allcare.container import open_store
 from allcare.core.config import Settings
-from allcare.runtime import Runtime
-from allcare.store.blobs import TEMP_SUFFIX
+from allcare.core.durable import PARTIAL_SUFFIX
 from allcare.store.models import BlobIntent, Case, Image, ModelVersion
 from tests.learning import TRAINING, labelled_cases, mobilenet_checkpoint
 from tests.models import tiny_torchscript
@@ -71,7 +71,7 @@ def test_killed_during_uploads_loses_no_committed_photo_and_leaves_no_debris(
         served = httpx.get(f"{server.url}/images/{owner}/{image_id}.jpg")
         assert served.status_code == 200, (owner, image_id)
         assert hashlib.sha256(served.content).hexdigest() == digest
-    db, _ = Runtime.open_store(settings)
+    db, _ = open_store(settings)
     try:
         with db.session() as session:
             images = list(session.scalars(select(Image)))
@@ -85,7 +85,7 @@ def test_killed_during_uploads_loses_no_committed_photo_and_leaves_no_debris(
     blobs = settings.storage_root / "blobs"
     files = {p.relative_to(blobs).as_posix() for p in blobs.rglob("*") if p.is_file()}
     assert files == {image.blob_key for image in images}
-    assert not list(blobs.rglob(f"*{TEMP_SUFFIX}"))
+    assert not list(blobs.rglob(f"*{PARTIAL_SUFFIX}"))
 
 
 @pytest.mark.parametrize("worker_survives", [True, False], ids=["server-only", "power-cut"])
@@ -117,7 +117,7 @@ def test_killed_during_training_keeps_the_registry_and_the_cases_consistent(
     while admin.get("/admin/retrain/status").json()["retrain_status"].get("phase") != "training":
         assert time.monotonic() < deadline, "the run never started training"
         time.sleep(0.2)
-    db, _ = Runtime.open_store(settings)
+    db, _ = open_store(settings)
     with db.session() as session:
         worker = session.get(ModelVersion, version).worker_pid
     db.dispose()

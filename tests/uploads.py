@@ -23,11 +23,11 @@ def camera(user_id: str) -> dict[str, str]:
 
 
 def stored_counts(api: Api) -> tuple[int, int]:
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         images = session.scalar(select(func.count()).select_from(ImageRow))
         cases = session.scalar(select(func.count()).select_from(Case))
     return images or 0, cases or 0
 
 
 def blob_files(api: Api) -> list[Path]:
-    return [p for p in (api.runtime.settings.storage_root / "blobs").rglob("*") if p.is_file()]
+    return [p for p in (api.container.settings.storage_root / "blobs").rglob("*") if p.is_file()]

@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allcare.core.config import Settings
 from allcare.core.passwords import hash_password
-from allcare.services import users as accounts
+from allcare.services.accounts import users as accounts
 from allcare.store.models import AccessEvent, User
 from tests.conftest import PASSWORD, Api, live_server
 from tests.models import tiny_torchscript
@@ -34,7 +34,7 @@ def test_repeated_failures_lock_the_account_with_429_and_retry_after(
     assert refused.status_code == 429
     assert refused.json()["detail"].startswith("Too many failed login attempts")
     assert 1 <= int(refused.headers["Retry-After"]) <= 600
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         outcomes = session.scalars(select(AccessEvent.outcome).order_by(AccessEvent.id)).all()
     assert outcomes[-1] == "throttled"
 
@@ -116,7 +116,7 @@ def test_a_login_holds_no_database_connection_while_bcrypt_runs(
     real_verify = accounts.verify_password
 
     def verify(password: str, password_hash: str | None, legacy: bool = False) -> bool:
-        checked_out.append(api.runtime.db.engine.pool.checkedout())
+        checked_out.append(api.container.db.engine.pool.checkedout())
         return real_verify(password, password_hash, legacy)
 
     monkeypatch.setattr(accounts, "verify_password", verify)
@@ -133,7 +133,7 @@ def test_an_exhausted_connection_pool_is_503_with_retry_after(
     def no_connection_free() -> None:
         raise PoolTimeout("QueuePool limit reached")
 
-    monkeypatch.setattr(api.runtime.db, "session", no_connection_free)
+    monkeypatch.setattr(api.container.db, "session", no_connection_free)
     response = gp.get("/cases")
     assert response.status_code == 503
     assert response.json() == {"detail": "The server is busy; retry shortly"}
@@ -158,7 +158,7 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(
         headers={"X-Forwarded-For": "10.1.1.1"},
     )
     assert blocked.status_code == 429  # one clinic's address, not the proxy's, is throttled
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         clients = session.scalars(select(AccessEvent.client).order_by(AccessEvent.id)).all()
     assert clients == ["10.1.1.1", "10.1.1.1", "10.2.2.2", "10.1.1.1"]
 
@@ -169,13 +169,13 @@ def test_forwarded_headers_are_ignored_unless_the_proxy_is_trusted(api: Api) -> 
         json={"username": "x", "password": "y"},
         headers={"X-Forwarded-For": "1.2.3.4"},
     )
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         assert session.scalars(select(AccessEvent.client)).all() == ["testclient"]
 
 
 def add_costly_account(api: Api, user_id: str) -> None:
     """A production-cost bcrypt hash (a quarter second a check), so a burst really queues."""
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         session.add(User(id=user_id, password_hash=hash_password(PASSWORD), role="gp"))
         session.commit()
 

@@ -129,9 +129,9 @@ def test_confident_melanoma_suspicions_are_not_starved(clinic: Api, tmp_path: Pa
     """Cases the model is sure are melanoma never win on margin; every fifth slot is theirs,
     oldest first, and the margins the app sorts by keep that order."""
     gp, doctor = clinic.as_user("gp1"), clinic.as_user("doc1")
-    clinic.runtime.engine.replace(tiny_torchscript(tmp_path / "mel.pt", favour=4), "mel-lover")
+    clinic.container.engine.replace(tiny_torchscript(tmp_path / "mel.pt", favour=4), "mel-lover")
     suspicions = [case_with_photos(clinic, gp, "gp1", [50 + i])[0] for i in range(2)]
-    clinic.runtime.engine.replace(tiny_torchscript(tmp_path / "plain.pt", seed=1), "plain")
+    clinic.container.engine.replace(tiny_torchscript(tmp_path / "plain.pt", seed=1), "plain")
     for i in range(8):
         case_with_photos(clinic, gp, "gp1", [60 + i])
     answer = candidates(doctor, top_k=5)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from allcare.api.audit import ACTIONS, ADMIN_PREFIXES
 from allcare.cli import app
 from allcare.core.config import Settings
-from allcare.services import access_log
+from allcare.services.audit import access_log
 from allcare.store.models import AccessEvent
 from tests.conftest import PASSWORD, Api
 from tests.photos import sharp_photo
@@ -24,7 +24,7 @@ from tests.uploads import camera, stored_counts, upload
 
 
 def trail(api: Api) -> list[dict[str, object]]:
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         rows = session.scalars(select(AccessEvent).order_by(AccessEvent.id))
         return [
             {
@@ -85,7 +85,7 @@ def test_refused_attempts_are_recorded_with_who_tried(clinic: Api) -> None:
         ("auth.login", None, "user:?", "denied", 401),
         ("case.decide", "gp1", "case:nonsense", "invalid", 400),
     ]
-    with clinic.runtime.db.session() as session:
+    with clinic.container.db.session() as session:
         everything = " ".join(
             " ".join(str(v) for v in (r.resource, r.actor_id, r.client, r.action))
             for r in session.scalars(select(AccessEvent))
@@ -172,7 +172,7 @@ def test_a_cancelled_waiter_loses_no_record_and_never_stops_the_writer(
     """A request that goes away cancels its wait for the audit; the record is still written
     and the writer thread goes on (it died on the cancelled future, silently losing every
     later record)."""
-    writer = clinic.runtime.access_writer
+    writer = clinic.container.access_writer
     entered, gate = threading.Event(), threading.Event()
     real_begin = access_log.begin_write
 

@@ -9,7 +9,7 @@ import pytest
 
 from allcare.core.config import Settings
 from allcare.core.tokens import TokenCodec
-from allcare.services import users as accounts
+from allcare.services.accounts import users as accounts
 from allcare.store.models import User
 from tests.conftest import PASSWORD, TEST_JWT_SECRET, Api
 
@@ -111,9 +111,9 @@ def test_role_comes_from_the_database_not_the_token(api: Api) -> None:
     other = api.as_user("gp2")
     case_id = other.post("/cases/next-id").json()["case_id"]
     assert other.post("/cases", json={"case_id": case_id, "status": "Confirmed"}).status_code == 200
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         version = accounts.credentials_version(session.get(accounts.User, "gp1"))
-    claims_admin = api.runtime.tokens.issue(
+    claims_admin = api.container.tokens.issue(
         subject="gp1", role="admin", first_name="", last_name="", credentials_version=version
     )
     response = api.client.get("/cases", headers={"Authorization": f"Bearer {claims_admin}"})
@@ -125,7 +125,7 @@ def test_disabling_deleting_or_changing_credentials_ends_existing_tokens(api: Ap
     api.add_user("d1", "doctor")
     headers = api.headers("d1")
     assert api.client.get("/cases", headers=headers).status_code == 200
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         accounts.set_disabled(session, "d1", True)
     response = api.client.get("/cases", headers=headers)
     assert response.status_code == 401
@@ -133,7 +133,7 @@ def test_disabling_deleting_or_changing_credentials_ends_existing_tokens(api: Ap
 
     api.add_user("d2", "doctor")
     headers = api.headers("d2")
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         accounts.reset_password(session, "d2", "a-new-password")
     response = api.client.get("/cases", headers=headers)
     assert response.status_code == 401
@@ -181,7 +181,7 @@ def test_a_suffix_after_bcrypts_72_bytes_does_not_log_in(api: Api) -> None:
     """bcrypt reads 72 bytes; a password set here is at most that long, so anything longer
     is wrong, not truncated into the right one."""
     password = "p" * 72
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         accounts.create_user(session, "gp1", password, "gp")
     assert login(api, "gp1", password).status_code == 200
     assert login(api, "gp1", password + "anything").status_code == 401
@@ -196,13 +196,13 @@ def test_a_legacy_hash_keeps_the_old_servers_truncation(api: Api, tmp_path: Path
     users_file.write_text(
         json.dumps({"old1": {"password_hash": legacy_hash, "role": "gp"}}), encoding="utf-8"
     )
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         accounts.import_legacy_users(session, users_file)
     assert login(api, "old1", password).status_code == 200
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         accounts.reset_password(session, "old1", "a-new-password")
     assert login(api, "old1", "a-new-password").status_code == 200
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         assert not session.get(User, "old1").legacy_password  # type: ignore[union-attr]
 
 

@@ -76,12 +76,12 @@ def test_camera_upload_is_classified_stored_and_served(served: Api) -> None:
 
 def stored_prediction(api: Api, image_id: str) -> dict[str, object]:
     """What the image row keeps for active learning, opened as the server would."""
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         row = session.get(ImageRow, image_id)
         assert row is not None
         assert row.probabilities is not None
         sealed = row.probabilities
-        opened = api.runtime.sealer.open(sealed, f"image-probabilities:{image_id}")
+        opened = api.container.sealer.open(sealed, f"image-probabilities:{image_id}")
         return {
             "model_version": row.model_version,
             "blur_score": row.blur_score,
@@ -90,12 +90,14 @@ def stored_prediction(api: Api, image_id: str) -> dict[str, object]:
 
 
 def stored_embedding(api: Api, image_id: str) -> np.ndarray | None:
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         row = session.get(ImageRow, image_id)
         assert row is not None
         if row.embedding is None:
             return None
-        return vectors.unpack(api.runtime.sealer.open(row.embedding, f"image-embedding:{image_id}"))
+        return vectors.unpack(
+            api.container.sealer.open(row.embedding, f"image-embedding:{image_id}")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +152,11 @@ def test_encrypted_storage_seals_the_photo_and_its_probabilities(
     [blob] = blob_files(api)
     assert blob.suffix == ".enc"
     assert photo[200:400] not in blob.read_bytes()
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         sealed = session.get(ImageRow, body["image_id"]).probabilities
-    assert api.runtime.sealer.open(sealed, f"image-probabilities:{body['image_id']}") not in sealed
+    assert (
+        api.container.sealer.open(sealed, f"image-probabilities:{body['image_id']}") not in sealed
+    )
     confidences = stored_prediction(api, body["image_id"])["probabilities"]
     assert confidences == {p["label"]: pytest.approx(p["confidence"]) for p in body["predictions"]}
     assert api.client.get(f"/images/gp1/{body['image_id']}.jpg").content == photo
@@ -183,7 +187,7 @@ def test_blurry_photo_answers_fail_and_is_not_attached(served: Api) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "fail"
-    threshold = served.runtime.settings.blur_threshold
+    threshold = served.container.settings.blur_threshold
     assert (
         body["message"]
         == f"Image is too blurry (score={body['blur_score']:.2f}, threshold={threshold})"
@@ -334,13 +338,13 @@ def test_onnx_runtime_serves_the_same_probabilities(
 def test_broken_model_file_stops_start_up(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
+    from allcare.container import Container
     from allcare.core.config import ConfigError
-    from allcare.runtime import Runtime
 
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="MODEL_PATH"):
-        Runtime.start(make_settings(model_path=broken))
+        Container.start(make_settings(model_path=broken))
 
 
 def test_model_path_is_registered_in_production_and_reported(served: Api) -> None:
@@ -360,7 +364,7 @@ def test_model_path_is_registered_in_production_and_reported(served: Api) -> Non
 
 def test_model_swap_under_concurrent_uploads_loses_no_request(served: Api, tmp_path: Path) -> None:
     replacement = tiny_torchscript(tmp_path / "favours_mel.pt", favour=4)
-    old_version = served.runtime.engine.model.version
+    old_version = served.container.engine.model.version
 
     def send(n: int) -> tuple[int, str]:
         with httpx.Client(base_url=url, timeout=30) as client:
@@ -370,7 +374,7 @@ def test_model_swap_under_concurrent_uploads_loses_no_request(served: Api, tmp_p
     with live_server(served.client.app) as url, ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(send, n) for n in range(48)]
         time.sleep(0.2)
-        served.runtime.engine.replace(replacement, "mel-lover")
+        served.container.engine.replace(replacement, "mel-lover")
         results = [f.result() for f in futures]
         after = send(99)
     assert all(status == 200 for status, _ in results)
@@ -390,7 +394,7 @@ def test_full_queue_answers_503_with_retry_after(
         )
     )
     api.add_user("gp1", "gp")
-    runner = api.runtime.engine.model.runner
+    runner = api.container.engine.model.runner
     gate = threading.Event()
     real_run = runner.run
     runner.run = lambda batch: (gate.wait(20), real_run(batch))[1]  # type: ignore[method-assign]
@@ -401,11 +405,11 @@ def test_full_queue_answers_503_with_retry_after(
                 return upload(client, camera("gp1"), predict_only="true")
 
         first = pool.submit(send)
-        while api.runtime.engine.queue_depth or api.runtime.engine.images_run:
+        while api.container.engine.queue_depth or api.container.engine.images_run:
             time.sleep(0.01)
         time.sleep(0.3)  # the first request is inside the blocked model
         second = pool.submit(send)
-        while not api.runtime.engine.queue_depth:
+        while not api.container.engine.queue_depth:
             time.sleep(0.01)
         refused = send()
         gate.set()

@@ -89,12 +89,12 @@ def test_sixteen_clients_with_uploads_get_unique_ids_and_lose_nothing(
             served = clinic.client.get(f"/images/gp{n}/{image_id}.jpg")
             assert hashlib.sha256(served.content).hexdigest() == expected_sha[f"gp{n}"]
 
-    with clinic.runtime.db.session() as session:
+    with clinic.container.db.session() as session:
         images = list(session.scalars(select(Image)))
         assert session.scalar(select(func.count()).select_from(Case)) == len(issued)
         assert session.scalar(select(func.count()).select_from(BlobIntent)) == 0
     assert len(images) == len(issued)
     assert {image.sha256 for image in images} == set(expected_sha.values())
-    blobs = clinic.runtime.settings.storage_root / "blobs"
+    blobs = clinic.container.settings.storage_root / "blobs"
     files = {p.relative_to(blobs).as_posix() for p in blobs.rglob("*") if p.is_file()}
     assert files == {image.blob_key for image in images}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from allcare.services.label_pool import Split, split_for
+from allcare.services.labels.pool import Split, split_for
 from tests.conftest import Api
 from tests.photos import sharp_photo
 from tests.uploads import camera, upload

@@ -63,7 +63,7 @@ def api_schema(fuzzed: Api) -> schemathesis.BaseSchema:
 
 
 def _operations() -> list[str]:
-    """Read from the app's schema at collection time (no runtime needed), one test each."""
+    """Read from the app's schema at collection time (no container needed), one test each."""
     document = create_app(Settings(jwt_secret_key=TEST_JWT_SECRET)).openapi()
     return sorted(
         f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item

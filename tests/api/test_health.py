@@ -12,8 +12,8 @@ def test_health_needs_no_auth_and_reports_database_and_model(api: Api) -> None:
 
 
 def test_health_is_503_when_database_is_gone(api: Api) -> None:
-    api.runtime.db.dispose()
-    api.runtime.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
+    api.container.db.dispose()
+    api.container.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
     response = api.client.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"

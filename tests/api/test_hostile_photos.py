@@ -78,9 +78,9 @@ def test_costly_photos_from_one_uploader_do_not_hold_up_another(served: Api) -> 
     costly accepted, near a second each here) sent at once by one client delay another GP's
     photo by about one decode, not five."""
     costly = progressive_with_repeated_scans(8000, 6000, 15, component=1)
-    check_photo(costly, served.runtime.photo_checks.limits)  # warm
+    check_photo(costly, served.container.photo_checks.limits)  # warm
     started = time.monotonic()
-    check_photo(costly, served.runtime.photo_checks.limits)
+    check_photo(costly, served.container.photo_checks.limits)
     one_decode = time.monotonic() - started
     with live_server(served.client.app) as url, ThreadPoolExecutor(6) as pool:
 
@@ -218,8 +218,8 @@ def test_uploads_cancelled_while_waiting_for_the_model_leave_the_server_working(
 ) -> None:
     """A request that goes away while its photo waits for inference (a dropped phone, a
     shutdown) cancels its job; the inference thread must drop it and serve the next."""
-    runtime = served.runtime
-    model = runtime.engine.model
+    container = served.container
+    model = container.engine.model
     entered, gate = threading.Event(), threading.Event()
     real_run = model.runner.run
 
@@ -233,17 +233,17 @@ def test_uploads_cancelled_while_waiting_for_the_model_leave_the_server_working(
 
     async def upload_then_go_away() -> None:
         first = asyncio.ensure_future(
-            runtime.photo_checks.check(principal, sharp_photo(), None, True, "user:gp1")
+            container.photo_checks.check(principal, sharp_photo(), None, True, "user:gp1")
         )
         while not entered.is_set():  # the first photo's batch is running, held at the gate
             await asyncio.sleep(0.01)
         waiting = [
             asyncio.ensure_future(
-                runtime.photo_checks.check(principal, sharp_photo(seed=n), None, True, "user:gp1")
+                container.photo_checks.check(principal, sharp_photo(seed=n), None, True, "user:gp1")
             )
             for n in range(3)
         ]
-        while runtime.engine.queue_depth < 3:
+        while container.engine.queue_depth < 3:
             await asyncio.sleep(0.01)
         for request in waiting:
             request.cancel()

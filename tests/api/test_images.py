@@ -20,7 +20,7 @@ def test_image_url_serves_the_stored_bytes_without_credentials(api: Api) -> None
     api.add_user("gp1", "gp")
     case_id = int(api.as_user("gp1").post("/cases/next-id").json()["case_id"])
     data = jpeg_bytes()
-    image = store_photo(api.runtime, "gp1", case_id, data)
+    image = store_photo(api.container, "gp1", case_id, data)
     response = api.client.get(f"/images/gp1/{image.id}.jpg")
     assert response.status_code == 200
     assert response.content == data
@@ -32,8 +32,8 @@ def test_stored_image_is_linked_to_its_case(api: Api) -> None:
     api.add_user("gp1", "gp")
     gp = api.as_user("gp1")
     case_id = gp.post("/cases/next-id").json()["case_id"]
-    first = store_photo(api.runtime, "gp1", int(case_id))
-    second = store_photo(api.runtime, "gp1", int(case_id))
+    first = store_photo(api.container, "gp1", int(case_id))
+    second = store_photo(api.container, "gp1", int(case_id))
     paths = [f"gp1/{second.id}.jpg", f"gp1/{first.id}.jpg"]
     gp.post("/cases", json={"case_id": case_id, "image_paths": paths})
     [record] = gp.get("/cases").json()["cases"]
@@ -44,7 +44,7 @@ def test_stored_image_is_linked_to_its_case(api: Api) -> None:
 
 def test_photo_without_case_allocates_one(api: Api) -> None:
     api.add_user("gp1", "gp")
-    image = store_photo(api.runtime, "gp1", None)
+    image = store_photo(api.container, "gp1", None)
     assert image.case_id is not None
     assert image.case_id >= 10000
 
@@ -52,7 +52,7 @@ def test_photo_without_case_allocates_one(api: Api) -> None:
 def test_image_urls_serve_nothing_else(api: Api) -> None:
     api.add_user("gp1", "gp")
     api.add_user("gp2", "gp")
-    image = store_photo(api.runtime, "gp1", None)
+    image = store_photo(api.container, "gp1", None)
     for path in [
         f"/images/gp2/{image.id}.jpg",  # right id, wrong owner
         f"/images/gp1/{image.id}.png",
@@ -74,10 +74,10 @@ def test_image_urls_serve_nothing_else(api: Api) -> None:
 
 def test_each_view_is_recorded_with_the_owner(api: Api) -> None:
     api.add_user("gp1", "gp")
-    image = store_photo(api.runtime, "gp1", None)
+    image = store_photo(api.container, "gp1", None)
     api.client.get(f"/images/gp1/{image.id}.jpg", headers={"User-Agent": "app"})
     api.client.get("/images/gp1/6ccf0c39-a6c9-4841-8da9-fef5d65985fd.jpg")
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         events = list(session.scalars(select(AccessEvent).order_by(AccessEvent.id)))
     assert [(e.action, e.outcome, e.owner_id) for e in events] == [
         ("image.view", "ok", "gp1"),
@@ -97,7 +97,7 @@ def test_encrypted_storage_keeps_no_plaintext_on_disk(
     gp = api.as_user("gp1")
     case_id = gp.post("/cases/next-id").json()["case_id"]
     data = jpeg_bytes()
-    image = store_photo(api.runtime, "gp1", int(case_id), data)
+    image = store_photo(api.container, "gp1", int(case_id), data)
     secret_note = "patient-secret-note-4711"
     gp.post("/cases", json={"case_id": case_id, "notes": secret_note, "age": "61"})
 
@@ -106,7 +106,7 @@ def test_encrypted_storage_keeps_no_plaintext_on_disk(
     assert len(blob_files) == 1
     assert blob_files[0].suffix == ".enc"
     assert data[:64] not in blob_files[0].read_bytes()
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         rows = [c.details for c in session.scalars(select(Case))]
         rows += [d.details for d in session.scalars(select(CaseDecision))]
     assert all(secret_note.encode() not in (row or b"") for row in rows)
@@ -125,9 +125,9 @@ def test_data_stays_readable_when_encryption_is_turned_on_later(
 ) -> None:
     plain = make_api(make_settings())
     plain.add_user("gp1", "gp")
-    old = store_photo(plain.runtime, "gp1", None)
+    old = store_photo(plain.container, "gp1", None)
     encrypted = make_api(make_settings(encrypt_storage=True, data_encryption_key=ENCRYPTION_KEY))
-    new = store_photo(encrypted.runtime, "gp1", None)
+    new = store_photo(encrypted.container, "gp1", None)
     assert encrypted.client.get(f"/images/gp1/{old.id}.jpg").status_code == 200
     assert encrypted.client.get(f"/images/gp1/{new.id}.jpg").status_code == 200
 
@@ -140,7 +140,7 @@ def test_missing_key_for_encrypted_data_is_a_loud_json_error(
     """Loud, but the key id and the reason go to the log, not to whoever asked."""
     encrypted = make_api(make_settings(encrypt_storage=True, data_encryption_key=ENCRYPTION_KEY))
     encrypted.add_user("gp1", "gp")
-    image = store_photo(encrypted.runtime, "gp1", None)
+    image = store_photo(encrypted.container, "gp1", None)
     keyless = make_api(make_settings())
     response = keyless.client.get(f"/images/gp1/{image.id}.jpg")
     assert response.status_code == 500
@@ -154,7 +154,7 @@ def test_missing_key_for_encrypted_data_is_a_loud_json_error(
 
 def test_a_failed_commit_leaves_neither_row_nor_file(api: Api, settings: Settings) -> None:
     api.add_user("gp1", "gp")
-    engine = api.runtime.db.engine
+    engine = api.container.db.engine
 
     def note_image_insert(
         connection: Connection, _cursor: object, statement: str, *_: object
@@ -170,7 +170,7 @@ def test_a_failed_commit_leaves_neither_row_nor_file(api: Api, settings: Setting
     event.listen(engine, "commit", fail_when_storing_an_image)
     try:
         with pytest.raises(OSError, match="disk full"):
-            store_photo(api.runtime, "gp1", None)
+            store_photo(api.container, "gp1", None)
     finally:
         event.remove(engine, "before_cursor_execute", note_image_insert)
         event.remove(engine, "commit", fail_when_storing_an_image)
@@ -198,7 +198,7 @@ def test_killed_process_leaves_no_dangling_row_or_half_file(
         timeout=60,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         rows = list(session.scalars(select(Image)))
     if crash_point == "after_commit":
         [row] = rows
@@ -215,12 +215,12 @@ def test_killed_process_leaves_no_dangling_row_or_half_file(
         assert len(files) == 1
     else:
         assert files == []
-    with restarted.runtime.db.session() as session:
+    with restarted.container.db.session() as session:
         assert session.scalar(select(func.count()).select_from(BlobIntent)) == 0
 
 
 def _image_rows(api: Api) -> int:
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         return session.scalar(select(func.count()).select_from(Image)) or 0
 
 
@@ -236,7 +236,7 @@ def test_guessing_image_addresses_is_slowed_and_cheap_to_audit(
     answers tell nothing); the refusals of one spell make one audit row, every hit its own."""
     api = make_api(make_settings(image_url_misses_per_minute=5, forwarded_allow_ips="testclient"))
     api.add_user("gp1", "gp")
-    image = store_photo(api.runtime, "gp1", None)
+    image = store_photo(api.container, "gp1", None)
     guesser = {"X-Forwarded-For": "10.6.6.6"}
     statuses = [
         api.client.get(f"/images/gp1/{uuid.uuid4()}.jpg", headers=guesser).status_code
@@ -248,7 +248,7 @@ def test_guessing_image_addresses_is_slowed_and_cheap_to_audit(
     assert int(refused.headers["Retry-After"]) >= 1
     clinic = {"X-Forwarded-For": "10.0.0.7"}
     assert api.client.get(f"/images/gp1/{image.id}.jpg", headers=clinic).status_code == 200
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         rows = [
             (e.outcome, e.client)
             for e in session.scalars(select(AccessEvent).order_by(AccessEvent.id))

@@ -56,7 +56,7 @@ def test_doctor_labels_a_gps_case_newest_wins_history_kept(clinic: Api) -> None:
     assert seen["labeled_by"] == "admin1"
     assert seen["status"] == "Confirmed"  # the GP's decision stays as it was
     assert seen["updated_at"] is not None
-    with clinic.runtime.db.session() as session:
+    with clinic.container.db.session() as session:
         history = list(session.scalars(select(CaseLabel).where(CaseLabel.case_id == int(case_id))))
     assert [row.labeller_id for row in history] == ["doc1", "admin1"]
     events = admin.get("/admin/events", params={"event_type": "label_added"}).json()["events"]
@@ -216,7 +216,7 @@ def test_labels_are_sealed_at_rest(
     case_id = decided_case(api.as_user("gp1"))
     note = "secret-label-note-4711"
     api.as_user("doc1").post(f"/cases/{case_id}/label", json={"correct_label": "df", "notes": note})
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         [row] = session.scalars(select(CaseLabel))
     assert is_sealed(row.details)
     assert note.encode() not in row.details

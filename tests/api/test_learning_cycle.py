@@ -17,7 +17,7 @@ from tests.learning import labelled_cases, predict, wait_for_run
 def test_a_better_candidate_is_promoted_live_and_rolled_back(loop: Callable[..., Api]) -> None:
     api = loop("nv")
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
-    share = api.runtime.settings.eval_holdout_share
+    share = api.container.settings.eval_holdout_share
     made = labelled_cases(
         api.client, gp, doctor, "gp1", share, train_per_class=6, holdout_per_class=3
     )

@@ -33,7 +33,7 @@ def test_a_candidate_that_misses_melanoma_is_rejected_and_never_serves(
     hold no melanoma, so the candidate forgets it and must not replace production."""
     api = loop("mel")
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
-    share = api.runtime.settings.eval_holdout_share
+    share = api.container.settings.eval_holdout_share
     without_mel = tuple(label for label in CLASS_NAMES if label != "mel")
     labelled_cases(
         api.client, gp, doctor, "gp1", share, train_per_class=4, train_classes=without_mel
@@ -65,7 +65,7 @@ def test_every_run_trains_on_all_labels_and_only_promotion_spends_them(
     arrives meanwhile waits for the next run."""
     api = loop("mel")
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
-    share = api.runtime.settings.eval_holdout_share
+    share = api.container.settings.eval_holdout_share
     without_mel = tuple(label for label in CLASS_NAMES if label != "mel")
     made = labelled_cases(
         api.client, gp, doctor, "gp1", share, train_per_class=2, train_classes=without_mel
@@ -104,7 +104,7 @@ def test_one_run_at_a_time_automatic_start_and_cancel(loop: Callable[..., Api]) 
     api = loop("nv", retrain_auto=True, retrain_min_new_labels=14)
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
     admin.post("/admin/training-config", json={"epochs": 50})
-    share = api.runtime.settings.eval_holdout_share
+    share = api.container.settings.eval_holdout_share
     labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=2, holdout_per_class=0)
     running = admin.get("/admin/retrain/status").json()
     assert running["retrain_status"]["status"] == "training", running
@@ -157,7 +157,7 @@ def test_a_killed_worker_fails_the_run_and_leaves_the_registry_consistent(
     api = loop("nv")
     admin, gp, doctor = (api.as_user(u) for u in ("admin1", "gp1", "doc1"))
     admin.post("/admin/training-config", json={"epochs": 50})
-    share = api.runtime.settings.eval_holdout_share
+    share = api.container.settings.eval_holdout_share
     labelled_cases(api.client, gp, doctor, "gp1", share, train_per_class=2, holdout_per_class=0)
     before = admin.get("/admin/models").json()
     version = admin.post("/admin/retrain/trigger", json={"force": True}).json()["version_id"]
@@ -165,7 +165,7 @@ def test_a_killed_worker_fails_the_run_and_leaves_the_registry_consistent(
     while admin.get("/admin/retrain/status").json()["retrain_status"].get("phase") != "training":
         assert time.monotonic() < deadline, "the run never started training"
         time.sleep(0.2)
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         pid = session.get(ModelVersion, version).worker_pid
     os.kill(pid, signal.SIGKILL)
     wait_for_run(admin, timeout=60)
@@ -177,7 +177,7 @@ def test_a_killed_worker_fails_the_run_and_leaves_the_registry_consistent(
     assert entry["path"] is None
     assert after["current_production"] == before["current_production"]
     assert after["active_inference"] == before["active_inference"]
-    folder = api.runtime.settings.models_dir / version
+    folder = api.container.settings.models_dir / version
     assert not [p for p in folder.glob("*") if p.name != "worker.log"]
     failed = admin.get("/admin/events", params={"event_type": "training_failed"}).json()
     assert failed["events"][0]["metadata"]["version_id"] == version

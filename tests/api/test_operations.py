@@ -54,7 +54,7 @@ def test_metrics_report_routes_inference_model_training_and_audit(observed: Api)
     assert sample(families, "allcare_inference_batch_size_count") == 3
     assert sample(families, "allcare_inference_batch_size_sum") == 3
     assert sample(families, "allcare_inference_queue_depth") == 0
-    version = observed.runtime.engine.model.version
+    version = observed.container.engine.model.version
     assert sample(families, "allcare_model_info", version=version) == 1
     assert sample(families, "allcare_model_production_info", version=version) == 1
     assert sample(families, "allcare_model_loaded") == 1
@@ -141,8 +141,8 @@ def test_readiness_needs_the_database_and_liveness_does_not(observed: Api) -> No
     ready = observed.client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
-    observed.runtime.db.dispose()
-    observed.runtime.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
+    observed.container.db.dispose()
+    observed.container.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
     assert observed.client.get("/health/ready").status_code == 503
     assert observed.client.get("/health/live").status_code == 200
 
@@ -160,7 +160,7 @@ def test_the_decode_thread_logs_under_the_request_id(
     observed: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from allcare.core.logging import request_id
-    from allcare.services import photo_checks
+    from allcare.services.cases import photo_checks
 
     seen: list[str | None] = []
     real_check = photo_checks.check_photo

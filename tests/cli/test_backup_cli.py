@@ -93,7 +93,7 @@ def test_backup_while_serving_then_restore_gives_back_the_same_clinic(
     tmp_path: Path,
     target_url: str,
 ) -> None:
-    source = clinic.runtime.settings
+    source = clinic.container.settings
     archive = tmp_path / "clinic.zip"
     stop = threading.Event()
     uploads: list[int] = []
@@ -121,7 +121,7 @@ def test_backup_while_serving_then_restore_gives_back_the_same_clinic(
     # the case counter has moved on since.
     restored_db = Database(restored_settings.sqlalchemy_url)
     try:
-        restored, now = rows_by_table(restored_db), rows_by_table(clinic.runtime.db)
+        restored, now = rows_by_table(restored_db), rows_by_table(clinic.container.db)
     finally:
         restored_db.dispose()
     counted = dict(map(json.loads, restored.pop("counters")))
@@ -137,7 +137,7 @@ def test_backup_while_serving_then_restore_gives_back_the_same_clinic(
 
     served = make_api(restored_settings)
     gp = served.as_user("gp1")
-    with served.runtime.db.session() as session:
+    with served.container.db.session() as session:
         images = list(session.scalars(select(Image)))
     for image in images:
         again = served.client.get(f"/images/gp1/{image.id}.jpg")
@@ -152,14 +152,14 @@ def test_backup_while_serving_then_restore_gives_back_the_same_clinic(
     }
     next_id = int(gp.post("/cases/next-id").json()["case_id"])
     assert next_id > max(image.case_id for image in images)
-    assert served.runtime.engine.model is not None  # the registered model came back too
+    assert served.container.engine.model is not None  # the registered model came back too
 
 
 def test_restore_refuses_a_database_in_use(
     clinic: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     archive = tmp_path / "clinic.zip"
-    source = clinic.runtime.settings
+    source = clinic.container.settings
     assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
     result = cli(monkeypatch, source, "restore", str(archive))
     assert result.exit_code == 1
@@ -196,7 +196,7 @@ def test_a_damaged_archive_is_refused_and_leaves_nothing_behind(
     target_url: str,
     damage: Callable[[Path, Path], None],
 ) -> None:
-    source = clinic.runtime.settings
+    source = clinic.container.settings
     archive, damaged = tmp_path / "clinic.zip", tmp_path / "damaged.zip"
     assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
     damage(archive, damaged)

@@ -36,7 +36,7 @@ def allcare(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
         (
             ["backup", "--out", "/nonexistent/folder/clinic.zip"],
             {},
-            "Error: No such file or directory: /nonexistent/folder/clinic.zip.partial",
+            "Error: No such file or directory: /nonexistent/folder",
         ),
         (
             ["users", "list"],

@@ -33,7 +33,7 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ob
 
 
 def counts(api: Api) -> dict[str, int]:
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         return {
             model.__name__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in (User, Case, Image, CaseLabel, ModelVersion, Event)
@@ -109,7 +109,7 @@ def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
     assert statuses == {"v20260205_001": "production", "v20260211_002": "failed"}
     log = api.client.get("/admin/models/v20260205_001/training-log", headers=admin).json()
     assert log["total_epochs"] == 1
-    assert api.runtime.engine.model.version == "v20260205_001"
+    assert api.container.engine.model.version == "v20260205_001"
     config = api.client.get("/admin/training-config", headers=admin).json()["config"]
     assert (config["epochs"], config["optimizer"], config["dropout"]) == (5, "SGD", 0.3)
     events = api.client.get("/admin/events", headers=admin, params={"limit": 100}).json()
@@ -127,7 +127,7 @@ def test_an_old_clinic_arrives_whole_and_a_second_run_adds_nothing(
         "10005",
         "10100",
     }
-    with api.runtime.db.session() as session:
+    with api.container.db.session() as session:
         assert session.get(User, "user005").disabled
     new_case = api.client.post("/cases/next-id", headers=login(api, "user001")).json()
     assert int(new_case["case_id"]) > max(int(c["case_id"]) for c in gp1)
@@ -169,7 +169,7 @@ def test_a_dry_run_reports_the_same_and_writes_nothing(
         "ModelVersion": 0,
         "Event": 0,
     }
-    assert not list((api.runtime.settings.storage_root / "blobs").rglob("*.jpg"))
+    assert not list((api.container.settings.storage_root / "blobs").rglob("*.jpg"))
 
 
 def test_into_an_encrypted_server_and_without_the_old_key(
@@ -190,7 +190,7 @@ def test_into_an_encrypted_server_and_without_the_old_key(
     api = make_api(make_settings(encrypt_storage=True, data_encryption_key=ENCRYPTION_KEY))
     a = old_server.ids["A"]
     assert api.client.get(f"/images/user001/{a}.jpg").content == old_server.images[a]
-    blob = next((api.runtime.settings.storage_root / "blobs").rglob("*.enc"))
+    blob = next((api.container.settings.storage_root / "blobs").rglob("*.enc"))
     assert old_server.images[a][100:200] not in blob.read_bytes()
 
 

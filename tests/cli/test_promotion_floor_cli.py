@@ -28,7 +28,7 @@ def test_a_version_without_held_out_numbers_needs_force(
     admin = second.as_user("admin1")
     versions = {m["status"]: m["version_id"] for m in admin.get("/admin/models").json()["models"]}
     older = versions["archived"]
-    settings = second.runtime.settings
+    settings = second.container.settings
     monkeypatch.setenv("STORAGE_ROOT", str(settings.storage_root))
     monkeypatch.setenv("DATABASE_URL", settings.sqlalchemy_url)
     monkeypatch.setenv("INFERENCE_RUNTIME", "torch")

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from allcare.cli import app
+from allcare.container import open_store
 from allcare.core.config import Settings
-from allcare.runtime import Runtime
-from allcare.services.training_status import running_version
+from allcare.services.learning.status import running_version
 from allcare.store.models import Event, ModelVersion
 from tests.conftest import Api
 from tests.learning import add_case, colour_folder, wait_for_run
@@ -75,7 +75,7 @@ def test_a_first_model_from_a_folder_is_registered_promoted_and_served(
     assert (model["version_id"], model["source"]) == (version, "command")
     assert model["metrics"]["eval_images"] == 7
     assert admin.get(f"/admin/models/{version}/training-log").json()["total_epochs"] == 1
-    assert api.runtime.engine.model.version == version
+    assert api.container.engine.model.version == version
 
     missing = run("train", str(tmp_path / "nowhere"))
     assert missing.exit_code == 1
@@ -93,15 +93,15 @@ def test_a_run_that_fails_after_training_is_failed_with_its_reason(
     serving loads it) marks the run failed with the reason; a phantom running run would block
     automatic retraining until a restart."""
     from allcare.ml.model_source import ModelLoadError
-    from allcare.services import folder_training
+    from allcare.services.learning import candidate
 
     def refuses(*_args: object, **_kwargs: object) -> None:
         raise ModelLoadError("the export differs from PyTorch")
 
-    monkeypatch.setattr(folder_training, "load_model", refuses)
+    monkeypatch.setattr(candidate, "load_model", refuses)
     result = run("train", str(colour_folder(tmp_path / "data")), "--epochs", "1")
     assert result.exit_code != 0
-    db, _ = Runtime.open_store(settings)
+    db, _ = open_store(settings)
     try:
         with db.session() as session:
             [version] = session.scalars(select(ModelVersion)).all()

@@ -99,7 +99,7 @@ def test_clear_errors(run, args: list[str], stdin: str | None, message: str) -> 
 
 def test_users_owning_patient_data_are_disabled_not_deleted(run, api: Api) -> None:
     api.add_user("gp1", "gp")
-    store_photo(api.runtime, "gp1", None)
+    store_photo(api.container, "gp1", None)
     result = run("users", "delete", "gp1")
     assert result.exit_code == 1
     assert "disable the account instead" in result.output

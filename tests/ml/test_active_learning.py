@@ -11,6 +11,7 @@ from allcare.ml.active_learning import (
     MarginSampling,
     Pool,
     RandomSampling,
+    StrategyName,
     select,
 )
 from allcare.ml.classes import CLASS_NAMES
@@ -92,6 +93,12 @@ def test_random_is_a_seeded_permutation() -> None:
     assert sorted(RandomSampling(seed=3).rank(p, 3).tolist()) == list(range(10))
     assert RandomSampling(seed=3).rank(p, 3).tolist() == RandomSampling(seed=3).rank(p, 3).tolist()
     assert set(STRATEGIES) == {"margin", "entropy", "least_confidence", "diversity", "random"}
+
+
+def test_every_strategy_name_has_its_class_under_that_name() -> None:
+    """The candidates route accepts ``StrategyName``; each one must rank with its own class."""
+    assert set(STRATEGIES) == set(StrategyName)
+    assert all(cls.name == name for name, cls in STRATEGIES.items())
 
 
 def test_melanoma_safeguard_reserves_every_fifth_slot_oldest_first() -> None:

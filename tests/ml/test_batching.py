@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from allcare.ml.batching import InferenceEngine, NoModel, QueueFull
+from allcare.core.batch_worker import QueueFull
+from allcare.ml.batching import InferenceEngine, NoModel
 from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.loading import LoadedModel, ModelOptions, load_model
 from allcare.ml.model_source import ModelLoadError

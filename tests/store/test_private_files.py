@@ -44,11 +44,11 @@ def test_everything_the_server_writes_is_owner_only(
     api = clinic()
     api.add_user("gp1", "gp")
     assert upload(api.client, camera("gp1")).status_code == 200
-    root = api.runtime.settings.storage_root
+    root = api.container.settings.storage_root
     written = modes(root)
     assert any(name.startswith("blobs/") for name in written)
     assert any(name.startswith("models/") and name.endswith(".pt") for name in written)
-    if api.runtime.settings.sqlalchemy_url.startswith("sqlite"):
+    if api.container.settings.sqlalchemy_url.startswith("sqlite"):
         assert "allcare.db" in written
     wider = {name: oct(mode) for name, mode in written.items() if mode & 0o077}
     assert wider == {}
@@ -60,7 +60,7 @@ def test_everything_the_server_writes_is_owner_only(
     assert {written[n] for n in files - models} == {0o600}
 
     monkeypatch.setenv("STORAGE_ROOT", str(root))
-    monkeypatch.setenv("DATABASE_URL", api.runtime.settings.sqlalchemy_url)
+    monkeypatch.setenv("DATABASE_URL", api.container.settings.sqlalchemy_url)
     archive = tmp_path / "backup.zip"
     archive.write_bytes(b"")
     archive.chmod(0o644)  # an archive that existed, world-readable, is made private too
@@ -73,13 +73,13 @@ def test_a_start_on_wider_files_warns_with_the_fix(
     clinic: Callable[[], Api], caplog: pytest.LogCaptureFixture
 ) -> None:
     api = clinic()
-    root = api.runtime.settings.storage_root
+    root = api.container.settings.storage_root
     api.client.__exit__(None, None, None)
     model = next(p for p in (root / "models").rglob("*.pt"))
     os.chmod(root, 0o755)  # noqa: S103 - as an older server, or a copy with cp -r, left them
     os.chmod(model, 0o644)
     assert wider_than_private(root).count == 2
-    with caplog.at_level(logging.WARNING, logger="allcare.runtime"):
+    with caplog.at_level(logging.WARNING, logger="allcare.container.store"):
         clinic()
     [warning] = [r.getMessage() for r in caplog.records if "can be read by other" in r.getMessage()]
     assert warning.startswith(f"2 files or folders under {root} can be read by other users")

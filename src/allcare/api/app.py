@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, error handlers, limits and CORS around one Runtime."""
+"""The FastAPI application: routes, error handlers, limits and CORS around one Container."""
 
 from __future__ import annotations
 
@@ -33,23 +33,23 @@ from allcare.api.routes import (
     metrics,
 )
 from allcare.api.security_headers import SecurityHeadersMiddleware
+from allcare.container import Container
 from allcare.core.config import Settings, load_settings
-from allcare.runtime import Runtime
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """``runtime`` lets ``allcare serve`` report configuration errors before uvicorn starts."""
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """``container`` lets ``allcare serve`` report configuration errors before uvicorn starts."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime or Runtime.start(settings)
+        app.state.container = container or Container.start(settings)
         try:
             yield
         finally:
-            app.state.runtime.close()
+            app.state.container.close()
 
     docs = settings.enable_docs
     app = FastAPI(
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     if docs:
         install_docs(app, "/openapi.json")
-    app.state.metrics = AppMetrics(lambda: app.state.runtime)
+    app.state.metrics = AppMetrics(lambda: app.state.container)
     keyed = [Depends(require_api_key)]
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -142,7 +142,7 @@ class AuditMiddleware:
         """Awaited after the answer went out: the client never waits for it, but the request
         only ends once its record is durable."""
         try:
-            writer = scope["app"].state.runtime.access_writer
+            writer = scope["app"].state.container.access_writer
             await asyncio.wrap_future(writer.submit(entry))
         except Exception:
             log.exception("Could not record %s in the access audit", entry["action"])

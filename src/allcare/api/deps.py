@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: runtime, database session, API key and the calling user."""
+"""Request-scoped dependencies: container, database session, API key and the calling user."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 
 from allcare.api.audit import note_actor
+from allcare.container import Container
 from allcare.core.tokens import InvalidToken
-from allcare.runtime import Runtime
-from allcare.services.cases import CaseService
-from allcare.services.images import ImageService
-from allcare.services.labels import LabelPolicy, LabelService
+from allcare.services.accounts.users import Account, active_account
+from allcare.services.cases.images import ImageService
+from allcare.services.cases.records import CaseService
+from allcare.services.labels.records import LabelPolicy, LabelService
 from allcare.services.principal import AuthMethod, Principal, Role
-from allcare.services.users import active_user, credentials_version
-from allcare.store.models import User
 
 BEARER = {"WWW-Authenticate": "Bearer"}
 # Declared for the OpenAPI document (the /docs Authorize button, each operation's lock); the
@@ -46,50 +45,52 @@ LEGACY_GP_ONLY = (
 )
 
 
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def get_container(request: Request) -> Container:
+    return request.app.state.container
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.db.session() as session:
+def get_session(container: ContainerDep) -> Iterator[Session]:
+    with container.db.session() as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_case_service(session: SessionDep, runtime: RuntimeDep) -> CaseService:
-    return CaseService(session, runtime.sealer, runtime.settings.max_case_record_bytes)
+def get_case_service(session: SessionDep, container: ContainerDep) -> CaseService:
+    return CaseService(session, container.sealer, container.settings.max_case_record_bytes)
 
 
 CasesDep = Annotated[CaseService, Depends(get_case_service)]
 
 
-def get_label_service(session: SessionDep, runtime: RuntimeDep) -> LabelService:
-    settings = runtime.settings
+def get_label_service(session: SessionDep, container: ContainerDep) -> LabelService:
+    settings = container.settings
     policy = LabelPolicy(
         holdout_share=settings.eval_holdout_share,
         retrain_threshold=settings.retrain_min_new_labels,
         annotation_entry_types=settings.annotation_entry_types,
     )
-    return LabelService(session, runtime.sealer, policy)
+    return LabelService(session, container.sealer, policy)
 
 
 LabelsDep = Annotated[LabelService, Depends(get_label_service)]
 
 
-def get_image_service(session: SessionDep, runtime: RuntimeDep, cases: CasesDep) -> ImageService:
-    return ImageService(session, runtime.blobs, runtime.sealer, cases)
+def get_image_service(
+    session: SessionDep, container: ContainerDep, cases: CasesDep
+) -> ImageService:
+    return ImageService(session, container.blobs, container.sealer, cases)
 
 
 ImagesDep = Annotated[ImageService, Depends(get_image_service)]
 
 
 def require_api_key(
-    runtime: RuntimeDep,
+    container: ContainerDep,
     api_key: Annotated[
         str | None,
         Header(
@@ -100,7 +101,7 @@ def require_api_key(
     ] = None,
 ) -> None:
     """The app's bundled client marker; checked for compatibility, never trusted as identity."""
-    expected = runtime.settings.api_key.get_secret_value()
+    expected = container.settings.api_key.get_secret_value()
     if not expected:
         return
     given = api_key or ""
@@ -108,21 +109,15 @@ def require_api_key(
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid API key")
 
 
-def _principal(session: Session, user: User, method: AuthMethod) -> Principal:
-    principal = Principal(
-        user_id=user.id,
-        role=Role(user.role),
-        first_name=user.first_name,
-        last_name=user.last_name,
-        method=method,
-    )
+def _principal(session: Session, account: Account, method: AuthMethod) -> Principal:
+    principal = account.principal(method)
     # End the lookup's transaction: the connection goes back to the pool while the request
     # decodes or waits for inference, and no read snapshot is held meanwhile.
     session.commit()
     return principal
 
 
-def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
+def _from_bearer(header: str, session: Session, container: Container) -> Principal:
     parts = header.split()
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise HTTPException(
@@ -131,38 +126,38 @@ def _from_bearer(header: str, session: Session, runtime: Runtime) -> Principal:
             headers=BEARER,
         )
     try:
-        claims = runtime.tokens.decode(parts[1])
+        claims = container.tokens.decode(parts[1])
     except InvalidToken as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=BEARER) from exc
-    user = active_user(session, claims.subject)
-    if user is None:
+    account = active_account(session, claims.subject)
+    if account is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "Account is disabled or no longer exists", headers=BEARER
         )
-    if claims.credentials_version != credentials_version(user):
+    if claims.credentials_version != account.credentials_version:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "Token was revoked (credentials changed); please log in again",
             headers=BEARER,
         )
-    return _principal(session, user, AuthMethod.TOKEN)
+    return _principal(session, account, AuthMethod.TOKEN)
 
 
 def current_principal(
-    request: Request, session: SessionDep, runtime: RuntimeDep, _token: TokenDeclared
+    request: Request, session: SessionDep, container: ContainerDep, _token: TokenDeclared
 ) -> Principal:
     """JWT only; the user is re-read from the database on every request, role included."""
     header = request.headers.get("authorization")
     if not header:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
-    principal = _from_bearer(header, session, runtime)
+    principal = _from_bearer(header, session, container)
     note_actor(request, principal)
     return principal
 
 
 async def camera_principal(
     request: Request,
-    runtime: RuntimeDep,
+    container: ContainerDep,
     _token: TokenDeclared,
     _camera: Annotated[str | None, Depends(_CAMERA_SCHEME)],
 ) -> Principal:
@@ -174,29 +169,29 @@ async def camera_principal(
     reaches its own cases (``Principal.sees_all_cases``). The upload route
     needs no request session, so the lookup takes one worker-thread hop with its own short one.
     """
-    principal = await anyio.to_thread.run_sync(_camera_lookup, request.headers, runtime)
+    principal = await anyio.to_thread.run_sync(_camera_lookup, request.headers, container)
     note_actor(request, principal)
     return principal
 
 
-def _camera_lookup(headers: Headers, runtime: Runtime) -> Principal:
-    with runtime.db.session() as session:
+def _camera_lookup(headers: Headers, container: Container) -> Principal:
+    with container.db.session() as session:
         header = headers.get("authorization")
         if header:
-            return _from_bearer(header, session, runtime)
-        if not runtime.settings.legacy_identity_headers:
+            return _from_bearer(header, session, container)
+        if not container.settings.legacy_identity_headers:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated", headers=BEARER)
         user_id = _LEGACY_ID_CHARS.sub("", headers.get("x-user-id", "").strip())
         if not user_id:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, "Missing Authorization header or X-User-Id header"
             )
-        user = active_user(session, user_id)
-        if user is None:
+        account = active_account(session, user_id)
+        if account is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Unknown or disabled user")
-        if user.role != Role.GP:
+        if account.role != Role.GP:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, LEGACY_GP_ONLY, headers=BEARER)
-        return _principal(session, user, AuthMethod.LEGACY_HEADERS)
+        return _principal(session, account, AuthMethod.LEGACY_HEADERS)
 
 
 def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

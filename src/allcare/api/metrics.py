@@ -1,5 +1,5 @@
 """Prometheus metrics of one app: request latency by route, plus the state of inference, the
-model, training and the access audit read from the runtime at each scrape."""
+model, training and the access audit read from the container at each scrape."""
 
 from __future__ import annotations
 
@@ -13,39 +13,40 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from allcare.runtime import Runtime
-from allcare.services import registry
-from allcare.services.registry import Pointer, Source
-from allcare.store.models import ModelVersion
+from allcare.container import Container
+from allcare.services.models import registry
+from allcare.services.models.registry import Pointer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class AppMetrics:
-    """A registry per app (tests run many apps in one process; the global one would clash)."""
+    """Prometheus collectors per app (tests run many apps in one process; prometheus_client's
+    global registry would clash)."""
 
-    def __init__(self, runtime: Callable[[], Runtime]) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, container: Callable[[], Container]) -> None:
+        self.collectors = CollectorRegistry()
         self.latency = Histogram(
             "allcare_http_request_duration_seconds",
             "Time from request to the end of the answer, by route template and status",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.collectors,
         )
-        self.registry.register(RuntimeCollector(runtime))
+        self.collectors.register(StateCollector(container))
 
 
-class RuntimeCollector(Collector):
-    def __init__(self, runtime: Callable[[], Runtime]) -> None:
-        self._runtime = runtime
+class StateCollector(Collector):
+    """The container's state, read at each scrape."""
+
+    def __init__(self, container: Callable[[], Container]) -> None:
+        self._container = container
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self._runtime()
-        engine = runtime.engine
+        container = self._container()
+        engine = container.engine
         yield GaugeMetricFamily(
             "allcare_inference_queue_depth", "Photos waiting for the model", engine.queue_depth
         )
@@ -70,14 +71,14 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "allcare_audit_write_failures",
             "Access audit records that could not be written",
-            runtime.access_writer.failures,
+            container.access_writer.failures,
         )
-        database_up = runtime.db.ping()
+        database_up = container.db.ping()
         yield GaugeMetricFamily(
             "allcare_database_up", "1 when the database answers", int(database_up)
         )
         if database_up:
-            yield from _registry(runtime)
+            yield from _learning_loop(container)
 
 
 def _batch_sizes(counts: dict[int, int]) -> Metric:
@@ -92,7 +93,7 @@ def _batch_sizes(counts: dict[int, int]) -> Metric:
     )
 
 
-def _registry(runtime: Runtime) -> Iterator[Metric]:
+def _learning_loop(container: Container) -> Iterator[Metric]:
     runs = GaugeMetricFamily(
         "allcare_training_runs", "Training runs by their current status", labels=["status"]
     )
@@ -102,14 +103,10 @@ def _registry(runtime: Runtime) -> Iterator[Metric]:
         "allcare_model_info while an admin serves another version on trial",
         labels=["version"],
     )
-    with runtime.db.session() as session:
-        rows = session.execute(
-            select(ModelVersion.status, func.count())
-            .where(ModelVersion.source == Source.TRAINING.value)
-            .group_by(ModelVersion.status)
-        ).all()
+    with container.db.session() as session:
+        counts = registry.training_runs_by_status(session)
         production_version = registry.pointer(session, Pointer.PRODUCTION)
-    for status, count in rows:
+    for status, count in counts.items():
         runs.add_metric([status], count)
     if production_version is not None:
         production.add_metric([production_version], 1)

@@ -13,7 +13,8 @@ from allcare.cli.backup import backup_command, restore_command
 from allcare.cli.common import command_group
 from allcare.cli.errors import one_line
 from allcare.cli.evaluation import evaluation_app
-from allcare.cli.migrate import export_model, migrate
+from allcare.cli.export import export_model
+from allcare.cli.migrate import migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
 from allcare.cli.users import users_app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ import typer
 from allcare.cli.common import command_group, fail
 from allcare.cli.models import registry_store
 from allcare.core.clock import aware
-from allcare.services.access_log import FIELDS, AccessQuery, stream
+from allcare.services.audit.access_log import FIELDS, AccessQuery, stream
 
 audit_app = command_group("The access audit of patient data.")
 
@@ -56,10 +57,11 @@ def export(
             if writer:
                 writer.writeheader()
             for record in stream(session, query):
+                row = asdict(record)
                 if writer:
-                    writer.writerow(record)
+                    writer.writerow(row)
                 else:
-                    handle.write(json.dumps(record) + "\n")
+                    handle.write(json.dumps(row) + "\n")
                 written += 1
     finally:
         if out:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from allcare.cli.common import data_settings, fail
+from allcare.container import open_store
 from allcare.core.config import ConfigError, Settings
-from allcare.runtime import Runtime
 from allcare.store.backup import BackupError, Places, Report, backup, restore
 from allcare.store.data_lock import single_writer
 from allcare.store.db import Database
@@ -25,7 +25,7 @@ def backup_command(
 ) -> None:
     """Write a consistent snapshot while the server keeps serving."""
     settings = data_settings()
-    db, _ = Runtime.open_store(settings)
+    db, _ = open_store(settings)
     try:
         report = backup(db, _places(settings), out)
     finally:

@@ -11,9 +11,9 @@ import typer
 from sqlalchemy.orm import Session
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
+from allcare.container import open_store
 from allcare.core.config import ConfigError, Settings, load_settings
 from allcare.core.passwords import PasswordPolicyError
-from allcare.runtime import Runtime
 from allcare.services.errors import ServiceError
 
 
@@ -100,7 +100,7 @@ def cli_session() -> Iterator[Session]:
     """A migrated database session; domain and configuration errors end the command cleanly."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        db, _sealer = Runtime.open_store(data_settings())
+        db, _sealer = open_store(data_settings())
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     try:

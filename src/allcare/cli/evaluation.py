@@ -19,7 +19,7 @@ def register(
     split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "test",
 ) -> None:
     """Judge every later run on one split of a labelled folder (grouped by its lesion_id)."""
-    from allcare.services.evaluation_set import register_curated
+    from allcare.services.learning.evaluation_set import register_curated
 
     with registry_store() as (_settings, db, _sealer), db.session() as session:
         described = register_curated(session, data_dir, split, ACTOR)
@@ -32,7 +32,7 @@ def register(
 @evaluation_app.command("show")
 def show() -> None:
     """Which set the next run is judged on."""
-    from allcare.services.evaluation_set import snapshot, summary
+    from allcare.services.learning.evaluation_set import snapshot, summary
 
     with registry_store() as (_settings, db, _sealer), db.session() as session:
         described = summary(snapshot(session))
@@ -50,7 +50,7 @@ def show() -> None:
 @evaluation_app.command("clear")
 def clear() -> None:
     """Back to the clinic's own held-out cases."""
-    from allcare.services.evaluation_set import clear_curated
+    from allcare.services.learning.evaluation_set import clear_curated
 
     with registry_store() as (_settings, db, _sealer), db.session() as session:
         cleared = clear_curated(session, ACTOR)

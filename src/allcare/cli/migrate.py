@@ -1,4 +1,4 @@
-"""``allcare migrate`` and ``allcare export-model``: moving a clinic over, and models out."""
+"""``allcare migrate``: moving a clinic over from the old backserver."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import typer
 from allcare.cli.common import fail
 from allcare.cli.models import registry_store
 from allcare.core.config import ConfigError
-from allcare.ml.optional import needs_torch
-from allcare.services.errors import ServiceError
 from allcare.store.crypto import parse_key
 
 if TYPE_CHECKING:
-    from allcare.services.legacy_reader import LegacyTree
+    from allcare.services.migration.legacy_reader import LegacyTree
 
 
 def migrate(
@@ -41,9 +39,9 @@ def migrate(
     dry_run: Annotated[bool, typer.Option(help="Report what would happen; write nothing.")] = False,
 ) -> None:
     """Import an old AllCare backserver: accounts, cases, photos, labels, models, events."""
-    from allcare.services import migration_learning
-    from allcare.services.legacy_reader import LegacyTree
-    from allcare.services.migration import Migration
+    from allcare.services.migration import learning as migration_learning
+    from allcare.services.migration.importer import Migration
+    from allcare.services.migration.legacy_reader import LegacyTree
     from allcare.store.blobs import BlobStore
 
     if key_on_argv is not None:
@@ -88,31 +86,9 @@ def migrate(
 
 def _size(tree: LegacyTree) -> int:
     """Work units for the progress bar: one per case group and model."""
-    from allcare.services.legacy_reader import Record
+    from allcare.services.migration.legacy_reader import Record
 
     keys = {(r.owner, str(r.data.get("case_id"))) for r in tree.records() if isinstance(r, Record)}
-    registry = tree.registry()
+    registry = tree.model_list()
     models = len(registry.get("models") or {}) if isinstance(registry, dict) else 0
     return max(1, len(keys) + models)
-
-
-def export_model(
-    version_id: str,
-    format: Annotated[str, typer.Option("--format", help="torchscript or onnx")],
-    out: Annotated[Path, typer.Option(help="The file to write.")],
-) -> None:
-    """Write a registered model as TorchScript or ONNX, checked against the source."""
-    missing = needs_torch("allcare export-model")
-    if missing:
-        raise fail(missing)
-    from allcare.services.model_export import export_version
-
-    with registry_store() as (settings, db, _sealer):
-        try:
-            result = export_version(settings, db, version_id, format, out)
-        except ServiceError as exc:
-            raise fail(exc.detail) from exc
-    typer.echo(
-        f"Wrote {result['out']} ({result['format']}); largest probability difference from the "
-        f"source: {result['max_difference']:.1e}"
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,16 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from allcare.cli.common import command_group, data_settings, fail
+from allcare.container import open_store
 from allcare.core.config import ConfigError, Settings
 from allcare.ml.classes import DEFAULT_ARCHITECTURE
 from allcare.ml.optional import needs_torch
-from allcare.runtime import Runtime, model_options
+from allcare.ml.training_config import FIRST_MODEL
 from allcare.services.errors import ServiceError
+from allcare.services.models.options import model_options
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 
 if TYPE_CHECKING:
-    from allcare.services.deployment import Deployment
+    from allcare.services.models.deployment import Deployment
 
 
 class Init(StrEnum):
@@ -39,7 +42,7 @@ def registry_store() -> Iterator[tuple[Settings, Database, Sealer]]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = data_settings()
-        db, sealer = Runtime.open_store(settings)
+        db, sealer = open_store(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     try:
@@ -61,7 +64,7 @@ def _deployment() -> Iterator[Deployment]:
     """Changes are loaded here first (the same validation as the server's); a running server
     follows the registry's active model within REGISTRY_POLL_SECONDS."""
     from allcare.ml.batching import InferenceEngine
-    from allcare.services.deployment import Deployment
+    from allcare.services.models.deployment import Deployment
 
     with _registry() as (settings, db):
         engine = InferenceEngine(
@@ -85,15 +88,15 @@ def train(
     init: Annotated[
         Init, typer.Option(help="Start from ImageNet weights (efficientnet_lite0) or random ones")
     ] = Init.PRETRAINED,
-    epochs: Annotated[int, typer.Option(min=1, max=100)] = 6,
-    batch_size: Annotated[int, typer.Option(min=1, max=128)] = 32,
-    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = 5e-4,
+    epochs: Annotated[int, typer.Option(min=1, max=100)] = FIRST_MODEL.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, max=128)] = FIRST_MODEL.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=1e-6, max=1.0)] = FIRST_MODEL.learning_rate,
     melanoma_weight: Annotated[
         float, typer.Option(min=1.0, max=10.0, help="Melanoma's loss weight (the others 1)")
-    ] = 1.0,
+    ] = FIRST_MODEL.melanoma_weight,
     ema: Annotated[
         bool, typer.Option(help="Keep the moving average of the weights (timm's EMA warm-up)")
-    ] = True,
+    ] = FIRST_MODEL.ema,
     seed: Annotated[int, typer.Option(help="Seeds sampling, augmentation and weights")] = 0,
     eval_split: Annotated[str, typer.Option(help="labels.csv split to evaluate on")] = "val",
     mini: Annotated[bool, typer.Option(help="Only rows with mini=1 (a quick run)")] = False,
@@ -112,21 +115,19 @@ def train(
     missing = needs_torch("allcare train")
     if missing:
         raise fail(missing)
-    import torch
-
-    from allcare.ml.training import Progress, TrainingConfig, training_threads
-    from allcare.services.architecture_choice import canonical_architecture
-    from allcare.services.folder_training import FolderRun, train_from_folder
+    from allcare.ml.training import Progress, use_training_threads
+    from allcare.services.learning.architecture_choice import canonical_architecture
+    from allcare.services.learning.first_model import FolderRun, train_from_folder
 
     with _registry() as (settings, db):
         run = FolderRun(
             data_dir=data_dir,
             architecture=canonical_architecture(architecture),
-            config=TrainingConfig(
+            config=replace(
+                FIRST_MODEL,
                 epochs=epochs,
                 batch_size=batch_size,
                 learning_rate=learning_rate,
-                optimizer="AdamW",
                 melanoma_weight=melanoma_weight,
                 ema=ema,
             ),
@@ -137,7 +138,7 @@ def train(
             pretrained=init == Init.PRETRAINED,
             seed=seed,
         )
-        torch.set_num_threads(training_threads(settings.training_threads))
+        use_training_threads(settings.training_threads)
         with typer.progressbar(length=1000, label=f"Training {run.architecture}") as bar:
             done = 0
 
@@ -149,37 +150,37 @@ def train(
                 bar.label = f"epoch {step.epoch}/{step.epochs} loss {step.loss:.3f}"
 
             result = train_from_folder(settings, db, run, ACTOR, progress)
-        metrics = result["metrics"]
+        metrics = result.metrics
         typer.echo(
-            f"Registered {result['version_id']}: accuracy {metrics['val_accuracy']:.3f}, "
+            f"Registered {result.version_id}: accuracy {metrics['val_accuracy']:.3f}, "
             f"balanced accuracy {metrics['balanced_accuracy']:.3f}, melanoma recall "
             f"{metrics['mel_recall']}, ECE {metrics['ece']:.3f} on {metrics['eval_images']} "
             f"'{eval_split}' photos; {metrics['seconds_per_epoch']} s per epoch"
         )
     if promote:
-        promote_checked(result["version_id"], reason or "first model, trained from a folder", force)
+        promote_checked(result.version_id, reason or "first model, trained from a folder", force)
 
 
 @models_app.command("list")
 def list_models() -> None:
     """Every version, newest first, with the production (P) and active (A) marks."""
-    from allcare.services import registry
+    from allcare.services.models import records
 
     with _registry() as (settings, db), db.session() as session:
-        listing = registry.list_models(session, settings, None)
+        listing = records.list_models(session, settings, None)
     typer.echo(
         f"{'':2} {'VERSION':<14}  {'STATUS':<10} {'ARCHITECTURE':<18} {'CREATED':<26}  "
         f"{'BAL.ACC':>7}  {'MEL.SENS':>8}  SOURCE"
     )
-    for model in listing["models"]:
-        marks = ("P" if model["version_id"] == listing["current_production"] else " ") + (
-            "A" if model["version_id"] == listing["active_inference"] else " "
+    for model in listing.models:
+        marks = ("P" if model.version_id == listing.current_production else " ") + (
+            "A" if model.version_id == listing.active_inference else " "
         )
         typer.echo(
-            f"{marks} {model['version_id']:<14}  {model['status']:<10} "
-            f"{model['architecture'] or '-':<18} {model['created_at']:<26}  "
-            f"{_metric(model['metrics'], 'balanced_accuracy'):>7}  "
-            f"{_metric(model['metrics'], 'mel_recall'):>8}  {model['source']}"
+            f"{marks} {model.version_id:<14}  {model.status:<10} "
+            f"{model.architecture or '-':<18} {model.created_at or '-':<26}  "
+            f"{_metric(model.metrics, 'balanced_accuracy'):>7}  "
+            f"{_metric(model.metrics, 'mel_recall'):>8}  {model.source}"
         )
     typer.echo("P: production, A: serving now; metrics on the held-out set of each training run")
 
@@ -211,7 +212,7 @@ def promote_version(
 
 def promote_checked(version_id: str, reason: str, force: bool) -> None:
     """PROMOTION_FLOOR_* guard promotions by hand: the numbers are shown either way."""
-    from allcare.services.promotion_floor import check
+    from allcare.services.models.promotion_floor import check
 
     with _registry() as (settings, db), db.session() as session:
         checked = check(session, settings, version_id)

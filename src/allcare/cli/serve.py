@@ -9,9 +9,9 @@ import uvicorn
 from allcare.api.app import create_app
 from allcare.api.server import uvicorn_config
 from allcare.cli.common import data_settings, fail
+from allcare.container import Container
 from allcare.core.config import ConfigError
 from allcare.core.logging import configure_logging
-from allcare.runtime import Runtime
 from allcare.store.data_lock import single_writer
 
 
@@ -29,7 +29,7 @@ def serve() -> None:
     with ExitStack() as held:
         try:
             held.enter_context(single_writer(settings, "serving"))
-            runtime = Runtime.start(settings)
+            container = Container.start(settings)
         except ConfigError as exc:
             raise fail(str(exc)) from exc
-        uvicorn.Server(uvicorn_config(create_app(settings, runtime=runtime), settings)).run()
+        uvicorn.Server(uvicorn_config(create_app(settings, container=container), settings)).run()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from allcare.cli.common import cli_session, command_group, fail
-from allcare.services import users as accounts
+from allcare.services.accounts import users as accounts
 
 users_app = command_group("Manage user accounts.")
 

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # melanoma sensitivity the gate's non-inferiority rule asks of them.
     retrain_melanoma_weight: float = Field(2.0, ge=1.0, le=10.0)
     # Share of the clinic's training-side cases a run holds back to fit its temperature on
-    # (services/calibration.py); 0 turns calibration off.
+    # (services/learning/calibration.py); 0 turns calibration off.
     retrain_calibration_share: float = Field(0.1, ge=0.0, le=0.5)
     retrain_replay_share: float = Field(0.5, ge=0, le=0.9)
 

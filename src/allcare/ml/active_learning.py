@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -68,8 +69,24 @@ class Pool:
         return self.per_case(values, worst="max", empty=0.0)
 
 
+class StrategyName(StrEnum):
+    """The one list of strategy names: the candidates route accepts exactly these."""
+
+    MARGIN = "margin"
+    ENTROPY = "entropy"
+    LEAST_CONFIDENCE = "least_confidence"
+    DIVERSITY = "diversity"
+    RANDOM = "random"
+
+
+if TYPE_CHECKING:
+    StrategyLiteral = str
+else:  # the same names as a Literal, so request validation answers as it always did
+    StrategyLiteral = Literal[tuple(name.value for name in StrategyName)]
+
+
 class Strategy(Protocol):
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
         """Case positions, most useful first (at least ``k`` of them when the pool has them)."""
@@ -82,14 +99,14 @@ def _ascending(scores: np.ndarray, pool: Pool) -> np.ndarray:
 
 
 class MarginSampling:
-    name: ClassVar[str] = "margin"
+    name: ClassVar[StrategyName] = StrategyName.MARGIN
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
         return _ascending(pool.margins(), pool)
 
 
 class EntropySampling:
-    name: ClassVar[str] = "entropy"
+    name: ClassVar[StrategyName] = StrategyName.ENTROPY
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
         p = np.clip(pool.probabilities, 1e-12, 1.0)
@@ -98,7 +115,7 @@ class EntropySampling:
 
 
 class LeastConfidence:
-    name: ClassVar[str] = "least_confidence"
+    name: ClassVar[StrategyName] = StrategyName.LEAST_CONFIDENCE
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
         values = 1.0 - pool.probabilities.max(axis=1) if len(pool.probabilities) else np.zeros(0)
@@ -107,7 +124,7 @@ class LeastConfidence:
 
 @dataclass
 class RandomSampling:
-    name: ClassVar[str] = "random"
+    name: ClassVar[StrategyName] = StrategyName.RANDOM
     seed: int = 0
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
@@ -119,7 +136,7 @@ class DiversitySampling:
     each next pick is the case farthest from every case already picked. Without embeddings
     the probability vectors stand in for them."""
 
-    name: ClassVar[str] = "diversity"
+    name: ClassVar[StrategyName] = StrategyName.DIVERSITY
 
     def rank(self, pool: Pool, k: int) -> np.ndarray:
         by_margin = MarginSampling().rank(pool, k)
@@ -151,7 +168,7 @@ class DiversitySampling:
         return sums[cases] / np.maximum(counts[cases], 1)[:, None]
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
+STRATEGIES: dict[StrategyName, type[Strategy]] = {
     cls.name: cls
     for cls in (MarginSampling, EntropySampling, LeastConfidence, DiversitySampling, RandomSampling)
 }

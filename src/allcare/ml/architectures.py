@@ -93,9 +93,12 @@ class UnknownArchitecture(ValueError):
     pass
 
 
-def build(architecture: str, *, pretrained: bool = False) -> nn.Module:
-    """The architecture with random weights, or for ``pretrained`` (EfficientNet-Lite0 only)
-    with the ImageNet backbone and a new head: the start of a first model."""
+def build(architecture: str, *, pretrained: bool = False, seed: int | None = None) -> nn.Module:
+    """The architecture with random weights (drawn from ``seed`` when given), or for
+    ``pretrained`` (EfficientNet-Lite0 only) with the ImageNet backbone and a new head: the
+    start of a first model."""
+    if seed is not None:
+        torch.manual_seed(seed)
     if pretrained:
         if architecture not in PRETRAINED:
             raise UnknownArchitecture(

@@ -1,7 +1,10 @@
 """Turns a model file into a validated, ready-to-serve model (the only way models enter serving).
 
-With the ONNX runtime the server process never imports torch: ONNX files load directly, and
-PyTorch files are exported once in a child process (ml/onnx_export.py) and cached by hash.
+This module owns the sequence: hash the file once, identify it, export it to ONNX or reuse the
+cached export (ml/onnx_export.py, in a child process: with the ONNX runtime the server process
+never imports torch) or read it with torch (ml/model_file.py), open the runner
+(ml/runners.py, ml/torch_runtime.py), and prove it with warm-up passes. Those modules are its
+leaves and never call back.
 """
 
 from __future__ import annotations
@@ -42,16 +45,16 @@ def load_model(path: Path, options: ModelOptions, version: str | None = None) ->
     """Load (converting to ONNX if asked), then prove the model with warm-up passes."""
     if not path.is_file():
         raise ModelLoadError(f"Model file {path} does not exist")
+    sha = sha256_file(path)
     if path.suffix.lower() == ".onnx":
-        source = ModelSource(path, sha256_file(path), ModelFormat.ONNX, None)
-        runner: Runner = _onnx_runner(path, options)
+        source = ModelSource(path, sha, ModelFormat.ONNX, None)
+        runner: Runner = OnnxRunner(path, options.device, options.threads)
     elif options.runtime == "onnx":
-        sha = sha256_file(path)
         onnx_path, described = cached_or_exported(
             path, sha, options.fallback_cache_dir, options.trust_pickle
         )
         source = ModelSource(path, sha, ModelFormat(described["format"]), described["architecture"])
-        runner = _onnx_runner(onnx_path, options)
+        runner = OnnxRunner(onnx_path, options.device, options.threads)
     else:
         missing = needs_torch(f"INFERENCE_RUNTIME=torch (serving {path.name})")
         if missing:
@@ -59,7 +62,7 @@ def load_model(path: Path, options: ModelOptions, version: str | None = None) ->
         from allcare.ml.model_file import read_model
         from allcare.ml.torch_runtime import TorchRunner
 
-        source, module = read_model(path, trust_pickle=options.trust_pickle)
+        source, module = read_model(path, trust_pickle=options.trust_pickle, sha256=sha)
         runner = TorchRunner(module, options.device, options.threads)
     _warm_up(runner, path)
     loaded = LoadedModel(version or f"{path.stem}@{source.sha256[:12]}", source, runner)
@@ -73,15 +76,6 @@ def load_model(path: Path, options: ModelOptions, version: str | None = None) ->
         runner.runtime,
     )
     return loaded
-
-
-def _onnx_runner(path: Path, options: ModelOptions) -> OnnxRunner:
-    try:
-        return OnnxRunner(path, options.device, options.threads)
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
 
 
 def _warm_up(runner: Runner, path: Path) -> None:

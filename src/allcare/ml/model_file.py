@@ -21,6 +21,9 @@ from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.model_source import ModelFormat, ModelLoadError, ModelSource, sha256_file
 from allcare.ml.preprocess import INPUT_SIZE, MEAN, RESIZE_SHORTER, STD
 
+# What services hold of a model while training it, without importing torch themselves.
+Module = nn.Module
+
 
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
@@ -29,10 +32,13 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("constants.pkl") for name in archive.namelist())
 
 
-def read_model(path: Path, *, trust_pickle: bool = False) -> tuple[ModelSource, nn.Module]:
-    """The module and what it is. Checkpoints load with ``weights_only`` unless
-    ``trust_pickle``: a pickle can run arbitrary code, so only trusted files may use it."""
-    sha = sha256_file(path)
+def read_model(
+    path: Path, *, trust_pickle: bool = False, sha256: str | None = None
+) -> tuple[ModelSource, nn.Module]:
+    """The module and what it is (``sha256`` when the caller already hashed the file).
+    Checkpoints load with ``weights_only`` unless ``trust_pickle``: a pickle can run arbitrary
+    code, so only trusted files may use it."""
+    sha = sha256 or sha256_file(path)
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():
@@ -104,3 +110,9 @@ def checkpoint(module: torch.nn.Module, architecture: str, version_id: str) -> d
         },
         "version_id": version_id,
     }
+
+
+def save_checkpoint(
+    module: torch.nn.Module, architecture: str, version_id: str, path: Path
+) -> None:
+    torch.save(checkpoint(module, architecture, version_id), path)

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from allcare.core.durable import durable_path, write_durably
 from allcare.ml.model_source import ModelLoadError
 from allcare.ml.optional import needs_torch
 from allcare.ml.preprocess import INPUT_SIZE
+from allcare.ml.runners import Runner
 
 log = logging.getLogger(__name__)
 # What matters to a user is the answer: the same class and probabilities within 0.1
@@ -92,32 +94,24 @@ def export_in_subprocess(source: Path, target: Path, trust_pickle: bool) -> dict
 
 def export(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
     from allcare.ml.model_file import read_model
-    from allcare.ml.runners import OnnxRunner, softmax
-    from allcare.ml.torch_runtime import export_onnx, torch_output, with_features
+    from allcare.ml.runners import OnnxRunner
+    from allcare.ml.torch_runtime import export_onnx, with_features
 
     model_source, module = read_model(source, trust_pickle=trust_pickle)
     module = with_features(module)
-    try:
-        export_onnx(module, target)
-    except Exception as exc:
-        raise ModelLoadError(f"Cannot export {source} to ONNX: {exc}") from exc
-    sample = np.random.default_rng(0).standard_normal((4, 3, INPUT_SIZE, INPUT_SIZE))
-    sample = sample.astype(np.float32)
-    exported, expected = OnnxRunner(target, "cpu", 1).run(sample), torch_output(module, sample)
-    difference = float(np.abs(softmax(exported.logits) - softmax(expected.logits)).max())
-    same_class = bool((exported.logits.argmax(axis=1) == expected.logits.argmax(axis=1)).all())
-    drift = 0.0
-    if exported.features is not None and expected.features is not None:
-        scale = max(1.0, float(np.abs(expected.features).max()))
-        drift = float(np.abs(exported.features - expected.features).max()) / scale
-    if difference > PROBABILITY_TOLERANCE or drift > FEATURE_TOLERANCE or not same_class:
-        target.unlink(missing_ok=True)
-        raise ModelLoadError(
-            f"The ONNX export of {source} differs from PyTorch: probabilities by "
-            f"{difference:.2e} (tolerance {PROBABILITY_TOLERANCE}), features by {drift:.2e} "
-            f"(tolerance {FEATURE_TOLERANCE}), same classes: {same_class}; use "
-            "INFERENCE_RUNTIME=torch for this model"
-        )
+    with durable_path(target, keep_suffix=True) as temp:
+        try:
+            export_onnx(module, temp)
+        except Exception as exc:
+            raise ModelLoadError(f"Cannot export {source} to ONNX: {exc}") from exc
+        difference, drift, same_class = _agreement(OnnxRunner(temp, "cpu", 1), module)
+        if difference > PROBABILITY_TOLERANCE or drift > FEATURE_TOLERANCE or not same_class:
+            raise ModelLoadError(
+                f"The ONNX export of {source} differs from PyTorch: probabilities by "
+                f"{difference:.2e} (tolerance {PROBABILITY_TOLERANCE}), features by {drift:.2e} "
+                f"(tolerance {FEATURE_TOLERANCE}), same classes: {same_class}; use "
+                "INFERENCE_RUNTIME=torch for this model"
+            )
     metadata = {
         "source_sha256": model_source.sha256,
         "format": model_source.format.value,
@@ -125,10 +119,26 @@ def export(source: Path, target: Path, trust_pickle: bool) -> dict[str, Any]:
         "max_difference": difference,
         "feature_drift": drift,
     }
-    temp = sidecar(target).with_suffix(".partial")
-    temp.write_text(json.dumps(metadata))
-    temp.replace(sidecar(target))
+    write_durably(sidecar(target), json.dumps(metadata).encode())
     return metadata
+
+
+def _agreement(runner: Runner, module: Any) -> tuple[float, float, bool]:
+    """Largest probability difference, relative feature drift, and whether every top class
+    agrees, on four random images."""
+    from allcare.ml.runners import softmax
+    from allcare.ml.torch_runtime import torch_output
+
+    sample = np.random.default_rng(0).standard_normal((4, 3, INPUT_SIZE, INPUT_SIZE))
+    sample = sample.astype(np.float32)
+    exported, expected = runner.run(sample), torch_output(module, sample)
+    difference = float(np.abs(softmax(exported.logits) - softmax(expected.logits)).max())
+    same_class = bool((exported.logits.argmax(axis=1) == expected.logits.argmax(axis=1)).all())
+    drift = 0.0
+    if exported.features is not None and expected.features is not None:
+        scale = max(1.0, float(np.abs(expected.features).max()))
+        drift = float(np.abs(exported.features - expected.features).max()) / scale
+    return difference, drift, same_class
 
 
 def main() -> None:

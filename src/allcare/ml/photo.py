@@ -188,6 +188,15 @@ def _jpeg(
     return working, encode_jpeg(full), full.size
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the file's header, or None when it is not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
 def _open_header(data: bytes) -> Image.Image:
     if not data:
         raise PhotoRejected(RejectReason.INVALID, "Invalid image file: the upload is empty")

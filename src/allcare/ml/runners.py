@@ -69,7 +69,10 @@ class OnnxRunner:
         providers = ["CPUExecutionProvider"]
         if self.device == "cuda":
             providers.insert(0, "CUDAExecutionProvider")
-        self._session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:
+            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         names = [output.name for output in self._session.get_outputs()]
         # Files exported by this server name their outputs; any other ONNX file: first output.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -104,31 +102,23 @@ class TorchRunner:
             return split_output(self._module(torch.from_numpy(batch).to(self.device)))
 
 
-def export_onnx(module: nn.Module, target: Path) -> None:
-    """Written to a temp file and renamed, so a crash never leaves a half file under the name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".onnx.partial")
-    os.close(fd)
-    try:
-        example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-        exported = with_features(module).eval()
-        outputs = [LOGITS, FEATURES] if isinstance(exported, WithFeatures) else [LOGITS]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                exported,
-                (example,),
-                temp_name,
-                input_names=["input"],
-                output_names=outputs,
-                dynamic_axes={"input": {0: "batch"}} | {name: {0: "batch"} for name in outputs},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+def export_onnx(module: nn.Module, path: Path) -> None:
+    """Writes ``path`` in place: callers that keep the file go through core/durable.py."""
+    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    exported = with_features(module).eval()
+    outputs = [LOGITS, FEATURES] if isinstance(exported, WithFeatures) else [LOGITS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            exported,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_axes={"input": {0: "batch"}} | {name: {0: "batch"} for name in outputs},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
 
 
 def torch_output(module: nn.Module, batch: np.ndarray) -> ModelOutput:

@@ -26,43 +26,11 @@ from allcare.core.clock import now_utc, wire_time
 from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
 from allcare.ml.preprocess import to_model_input
 from allcare.ml.torch_runtime import first_output
-
-OPTIMIZERS = ("Adam", "SGD", "AdamW", "RMSprop")
+from allcare.ml.training_config import OPTIMIZERS, TrainingConfig
 
 
 class TrainingCancelled(Exception):
     """The run was asked to stop; nothing it produced may be used."""
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 10
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    optimizer: str = "Adam"
-    dropout: float = 0.3
-    augmentation: bool = True
-    min_steps: int = 0
-    # The loss weight of a melanoma, the other classes' being 1: a missed melanoma costs more
-    # than a false alarm, and the gate refuses a candidate that trades melanoma sensitivity away.
-    melanoma_weight: float = 1.0
-    # Keep an exponential moving average of the weights and return it: the last step's weights
-    # are one noisy point of the descent, the average sits nearer the middle of where it ended.
-    ema: bool = False
-
-    @classmethod
-    def from_wire(cls, values: dict[str, Any]) -> TrainingConfig:
-        return cls(
-            epochs=int(values["epochs"]),
-            batch_size=int(values["batch_size"]),
-            learning_rate=float(values["learning_rate"]),
-            optimizer=str(values["optimizer"]),
-            dropout=float(values["dropout"]),
-            augmentation=bool(values["augmentation_applied"]),
-            min_steps=int(values.get("min_steps", 0)),
-            melanoma_weight=float(values.get("melanoma_weight", 1.0)),
-            ema=bool(values.get("ema", False)),
-        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +125,13 @@ def training_threads(configured: int) -> int:
         return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cores or 1) - 1)
+
+
+def use_training_threads(configured: int) -> int:
+    """Give this process's torch the training threads (``training_threads``); returns them."""
+    threads = training_threads(configured)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _learning_rate_schedule(total_steps: int) -> Callable[[int], float]:

@@ -3,6 +3,7 @@ an event with who, when and its numbers, written in the transaction of the step 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -40,21 +41,24 @@ def record_event(
     session.add(Event(type=kind.value, message=message, actor_id=actor_id, details=details))
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    timestamp: str | None
+    type: str
+    message: str
+    actor: str | None
+    metadata: dict[str, Any] | None
+
+
 def list_events(
     session: Session, *, limit: int, kind: str | None = None, since: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[EventRecord]:
     query = select(Event).order_by(Event.at.desc(), Event.id.desc()).limit(limit)
     if kind:
         query = query.where(Event.type == kind)
     if since is not None:
         query = query.where(Event.at >= since)
     return [
-        {
-            "timestamp": wire_time(event.at),
-            "type": event.type,
-            "message": event.message,
-            "actor": event.actor_id,
-            "metadata": event.details,
-        }
+        EventRecord(wire_time(event.at), event.type, event.message, event.actor_id, event.details)
         for event in session.scalars(query)
     ]

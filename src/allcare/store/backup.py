@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, DateTime, Integer, LargeBinary, Table, func, insert, select, text
 
-from allcare.store.blobs import atomic_writer
+from allcare.core.durable import durable_path, durable_writer
 from allcare.store.db import Database, begin_write, migration_config
 from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion, table_of
 
@@ -69,17 +68,11 @@ def tables() -> list[Table]:
 
 
 def backup(db: Database, places: Places, out: Path) -> Report:
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with db.engine.connect() as connection:
-            if not db.is_sqlite:
-                connection = connection.execution_options(isolation_level="REPEATABLE READ")
-            with connection.begin(), zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-                report = _write_archive(connection, places, archive)
-        _fsync(partial)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    with durable_path(out, make_parents=False) as partial, db.engine.connect() as connection:
+        if not db.is_sqlite:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin(), zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            report = _write_archive(connection, places, archive)
     return report
 
 
@@ -215,7 +208,7 @@ def _extract(archive: zipfile.ZipFile, entry: str, digest: str, places: Places) 
                 if _sha256(existing) != digest:
                     raise BackupError(f"{target} already exists with other content")
             return target
-        with archive.open(entry) as source, atomic_writer(target) as handle:
+        with archive.open(entry) as source, durable_writer(target) as handle:
             if _sha256(source, copy_to=handle) != digest:
                 raise damaged
     except zipfile.BadZipFile as exc:
@@ -299,8 +292,3 @@ def _decoder(column_type: object) -> Callable[[Any], Any]:
     if isinstance(kind, LargeBinary):
         return lambda value: None if value is None else base64.b64decode(value)
     return lambda value: value
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())

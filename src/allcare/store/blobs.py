@@ -1,7 +1,7 @@
 """Blob files under STORAGE_ROOT: written atomically, sealed at rest, crash-safe with the database.
 
-A write first commits an intent row (``intend``), then writes the file (``write``: temp file,
-fsync, rename). The caller deletes the intent (``settle``) in the same transaction that commits
+A write first commits an intent row (``intend``), then writes the file (``write``: through
+core/durable.py). The caller deletes the intent (``settle``) in the same transaction that commits
 the row pointing at the blob. After a
 crash, an intent still present names a file no committed row references; start-up removes it.
 So there is never a row without its file, and never a half-written file under a final name.
@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from allcare.core.durable import write_durably
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 from allcare.store.models import BlobIntent, table_of
 
 log = logging.getLogger(__name__)
-TEMP_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class BlobStore:
 
     def write(self, key: str, namespace: str, blob_id: str, data: bytes) -> StoredBlob:
         sealed = self._sealer.seal(data, f"{namespace}:{blob_id}")
-        write_atomically(self._path(key), sealed)
+        write_durably(self._path(key), sealed)
         return StoredBlob(
             key=key,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -82,11 +77,9 @@ class BlobStore:
         return self._sealer.open(self._path(key).read_bytes(), f"{namespace}:{blob_id}")
 
     def recover(self) -> int:
-        """Remove what interrupted writes left: temp files and blobs of uncommitted rows."""
+        """Remove the blobs of rows that never committed (core/durable.py's start-up sweep
+        removes the temp files)."""
         removed = 0
-        for leftover in self.root.rglob(f".*{TEMP_SUFFIX}"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
         with self._db.session() as session:
             keys = list(session.scalars(select(BlobIntent.key)))
         for key in keys:
@@ -101,34 +94,3 @@ class BlobStore:
         if not path.is_relative_to(self.root.resolve()):
             raise ValueError(f"blob key escapes the store: {key!r}")
         return path
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    with atomic_writer(path) as handle:
-        handle.write(data)
-
-
-@contextmanager
-def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
-    """A file written through the handle appears whole under ``path`` or not at all, also after
-    a power cut: an exception inside the block leaves nothing behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -104,7 +104,7 @@ class Case(Base):
     # other) and the case's side of the frozen evaluation split, fixed at its first label.
     current_label_id: Mapped[int | None] = mapped_column(Integer)
     eval_split: Mapped[str | None] = mapped_column(String(8))
-    # What decides that side (services/label_pool.py): the case id, or a digest of the lesion
+    # What decides that side (services/labels/pool.py): the case id, or a digest of the lesion
     # id the record carries, so one lesion never sits on both sides.
     split_key: Mapped[str | None] = mapped_column(String(80))
 

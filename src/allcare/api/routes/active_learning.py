@@ -1,46 +1,40 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from allcare.api.audit import note
-from allcare.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from allcare.api.deps import ContainerDep, PrincipalDep, SessionDep
+from allcare.api.schemas.candidates import (
+    MAX_TOP_K,
+    CandidatesIn,
+    CandidatesOut,
+    NoCandidatesOut,
+)
 from allcare.api.schemas.common import errors
-from allcare.services.active_learning import ActiveLearningService, CandidateQuery
+from allcare.ml.active_learning import StrategyName
+from allcare.services.learning.active_learning import ActiveLearningService
+from allcare.services.learning.candidate_query import CandidateQuery, Candidates, NoCandidates
 
 router = APIRouter(tags=["active learning"])
-MAX_TOP_K = 1000
-
-
-class CandidatesIn(BaseModel):
-    """Any other keys are ignored, as the legacy server did. ``top_k`` null or <= 0: all (at
-    most 1000); absent: AL_CANDIDATES_TOP_K."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    top_k: StrictInt | None = Field(None, le=MAX_TOP_K)
-    entry_type: str | None = Field(None, max_length=16)
-    status: str | None = Field(None, max_length=64)
-    include_labeled: StrictBool | None = None
-    strategy: Literal["margin", "entropy", "least_confidence", "diversity", "random"] = "margin"
 
 
 @router.post(
     "/active-learning/candidates",
     summary="The cases worth labelling next",
     responses=errors(400, 401, 413),
+    response_model=CandidatesOut | NoCandidatesOut,
 )
 def candidates(
     body: Annotated[CandidatesIn, Body()],
     principal: PrincipalDep,
     session: SessionDep,
-    runtime: RuntimeDep,
+    container: ContainerDep,
     request: Request,
-) -> dict[str, Any]:
+) -> CandidatesOut | NoCandidatesOut:
     """The least certain unlabelled cases, for labelling; doctors and admins see every GP's."""
-    settings = runtime.settings
+    settings = container.settings
     top_k = settings.al_candidates_top_k if "top_k" not in body.model_fields_set else body.top_k
     entry_type, status = body.entry_type, body.status
     include_labeled = body.include_labeled
@@ -51,14 +45,17 @@ def candidates(
         include_labeled=(
             settings.al_candidates_include_labeled if include_labeled is None else include_labeled
         ),
-        strategy=body.strategy,
+        strategy=StrategyName(body.strategy),
         mel_quota=settings.al_mel_quota,
         mel_suspicion=settings.al_mel_suspicion,
         evaluation_share=settings.al_evaluation_share,
         holdout_share=settings.eval_holdout_share,
     )
-    service = ActiveLearningService(session, runtime.sealer, runtime.opened_probabilities)
+    service = ActiveLearningService(session, container.sealer, container.opened_probabilities)
     answer = service.candidates(principal, query)
     owner = None if principal.sees_all_cases else principal.user_id
-    note(request, resource=f"candidates:{answer['total_candidates']}", owner=owner)
-    return answer
+    found = len(answer.candidates) if isinstance(answer, Candidates) else 0
+    note(request, resource=f"candidates:{found}", owner=owner)
+    if isinstance(answer, NoCandidates):
+        return NoCandidatesOut(message=answer.message)
+    return CandidatesOut.of(answer)

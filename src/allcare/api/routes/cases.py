@@ -18,7 +18,7 @@ from allcare.api.schemas.cases import (
     ReleaseIdOut,
 )
 from allcare.api.schemas.common import errors
-from allcare.services.cases import EntryType
+from allcare.services.cases.records import EntryType
 from allcare.services.principal import Principal
 
 router = APIRouter(tags=["cases"])

@@ -6,9 +6,9 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from allcare.api.audit import note
-from allcare.api.deps import CameraPrincipalDep, RuntimeDep
+from allcare.api.deps import CameraPrincipalDep, ContainerDep
 from allcare.api.schemas.common import Prediction, errors
-from allcare.services.photo_checks import uploader_key
+from allcare.services.cases.photo_checks import uploader_key
 
 router = APIRouter(tags=["images"])
 
@@ -59,7 +59,7 @@ class CheckImageOut(BaseModel):
 )
 async def check_image(
     principal: CameraPrincipalDep,
-    runtime: RuntimeDep,
+    container: ContainerDep,
     request: Request,
     file: Annotated[UploadFile, File()],
     case_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -73,9 +73,9 @@ async def check_image(
         note(request, resource=f"case:{case_id.strip()[:40]}")  # kept if the upload is refused
     address = request.client.host if request.client else None
     uploader = uploader_key(principal, address)
-    runtime.upload_rate.check(uploader)
+    container.upload_rate.check(uploader)
     data = await file.read()
-    answer = await runtime.photo_checks.check(principal, data, case_id, predict_only, uploader)
+    answer = await container.photo_checks.check(principal, data, case_id, predict_only, uploader)
     if answer["status"] == "success" and not predict_only:
         note(request, resource=f"image:{answer['image_id']}", owner=principal.user_id)
     else:

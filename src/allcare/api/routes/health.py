@@ -4,45 +4,68 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from allcare.api.deps import RuntimeDep
+from allcare.api.deps import ContainerDep
+from allcare.api.schemas.health import (
+    DatabaseStateOut,
+    HealthOut,
+    LiveOut,
+    ModelStateOut,
+    ReadyOut,
+)
 
 router = APIRouter(tags=["health"])
 # The health answers keep their own body when down: a load balancer reads status, not detail.
-NOT_UP: dict[int | str, dict[str, Any]] = {503: {"description": "Down: the body says what"}}
+
+
+def _up_or_down(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"model": model, "description": "Up"},
+        503: {"model": model, "description": "Down: the body says what"},
+    }
 
 
 @router.get(
-    "/health", summary="Health: database and model state (no credentials)", responses=NOT_UP
+    "/health",
+    summary="Health: database and model state (no credentials)",
+    response_class=JSONResponse,
+    responses=_up_or_down(HealthOut),
 )
-def health(runtime: RuntimeDep) -> JSONResponse:
+def health(container: ContainerDep) -> JSONResponse:
     """No auth. 503 when the database is unreachable, so a load balancer stops sending traffic."""
-    database_ok = runtime.db.ping()
-    body = {"status": "ok" if database_ok else "degraded", **_state(runtime, database_ok)}
-    return JSONResponse(body, status_code=200 if database_ok else 503)
+    database_ok = container.db.ping()
+    database, model = _state(container, database_ok)
+    body = HealthOut(status="ok" if database_ok else "degraded", database=database, model=model)
+    return JSONResponse(body.model_dump(), status_code=200 if database_ok else 503)
 
 
-@router.get("/health/live", summary="Liveness: the process answers")
-def live() -> dict[str, str]:
+@router.get("/health/live", summary="Liveness: the process answers", response_model=LiveOut)
+def live() -> LiveOut:
     """The process answers; touches nothing else, so a slow database never gets it restarted."""
-    return {"status": "ok"}
+    return LiveOut()
 
 
-@router.get("/health/ready", summary="Readiness: database up and a model serving", responses=NOT_UP)
-def ready(runtime: RuntimeDep) -> JSONResponse:
+@router.get(
+    "/health/ready",
+    summary="Readiness: database up and a model serving",
+    response_class=JSONResponse,
+    responses=_up_or_down(ReadyOut),
+)
+def ready(container: ContainerDep) -> JSONResponse:
     """Ready for the app's whole journey: the database answers and a model serves /check-image."""
-    database_ok = runtime.db.ping()
-    is_ready = database_ok and runtime.engine.model is not None
-    body = {"status": "ready" if is_ready else "not_ready", **_state(runtime, database_ok)}
-    return JSONResponse(body, status_code=200 if is_ready else 503)
+    database_ok = container.db.ping()
+    is_ready = database_ok and container.engine.model is not None
+    database, model = _state(container, database_ok)
+    body = ReadyOut(status="ready" if is_ready else "not_ready", database=database, model=model)
+    return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
 
 
-def _state(runtime: RuntimeDep, database_ok: bool) -> dict[str, Any]:
-    model = runtime.engine.model
-    return {
-        "database": {
-            "ok": database_ok,
-            "backend": "sqlite" if runtime.db.is_sqlite else "postgresql",
-        },
-        "model": {"loaded": model is not None, "version": model.version if model else None},
-    }
+def _state(container: ContainerDep, database_ok: bool) -> tuple[DatabaseStateOut, ModelStateOut]:
+    model = container.engine.model
+    return (
+        DatabaseStateOut(
+            ok=database_ok, backend="sqlite" if container.db.is_sqlite else "postgresql"
+        ),
+        ModelStateOut(loaded=model is not None, version=model.version if model else None),
+    )

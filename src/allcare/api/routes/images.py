@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from allcare.api.audit import note
-from allcare.api.deps import ImagesDep, RuntimeDep
+from allcare.api.deps import ContainerDep, ImagesDep
+from allcare.services.cases.images import url_resource
 from allcare.services.errors import NotFound
-from allcare.services.images import url_resource
 
 router = APIRouter(tags=["images"])
 
@@ -14,13 +14,13 @@ router = APIRouter(tags=["images"])
     "/images/{user_id}/{file_name}",
     response_class=Response,
     responses={
-        200: {"content": {"image/jpeg": {}}},
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
         404: {"description": "Unknown image"},
         429: {"description": "Too many unknown image addresses from this client"},
     },
 )
 def image_by_url(
-    user_id: str, file_name: str, request: Request, images: ImagesDep, runtime: RuntimeDep
+    user_id: str, file_name: str, request: Request, images: ImagesDep, container: ContainerDep
 ) -> Response:
     """No credentials (the app's image widget sends none): the random UUID is the protection,
     so a client address that keeps naming photos that do not exist is slowed down (past
@@ -28,7 +28,7 @@ def image_by_url(
     client = request.client.host if request.client else "-"
     request.state.audit_actor_kind = "anonymous_url"
     note(request, resource=url_resource(file_name))
-    refusal = runtime.url_misses.refusal(client)
+    refusal = container.url_misses.refusal(client)
     if refusal is not None:
         wait, record = refusal
         request.state.audit_skip = not record
@@ -40,7 +40,7 @@ def image_by_url(
     try:
         image = images.open_for_url(user_id, file_name, client)
     except NotFound:
-        runtime.url_misses.missed(client)
+        container.url_misses.missed(client)
         raise
     request.state.audit_skip = True  # recorded in the transaction that served it
     return Response(

@@ -3,12 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from allcare.api.audit import note
-from allcare.api.deps import LabelsDep, PrincipalDep, RuntimeDep
+from allcare.api.deps import ContainerDep, LabelsDep, PrincipalDep
 from allcare.api.schemas.common import errors
 from allcare.api.schemas.labels import AnnotationIn, LabelIn, LabelOut
-from allcare.runtime import Runtime
-from allcare.services.label_fields import LabelSource
-from allcare.services.labels import LabelOutcome, Submission
+from allcare.container import Container
+from allcare.services.labels.fields import LabelSource
+from allcare.services.labels.records import LabelOutcome, Submission
 
 router = APIRouter(tags=["labels"])
 
@@ -24,12 +24,12 @@ def label_case(
     body: LabelIn,
     principal: PrincipalDep,
     labels: LabelsDep,
-    runtime: RuntimeDep,
+    container: ContainerDep,
     request: Request,
 ) -> LabelOut:
     """Doctors and admins; the newest label of a case wins, older ones stay in its history."""
     outcome = labels.submit(principal, case_id, Submission(body.correct_label, body.notes))
-    return _saved(outcome, runtime, request, "Label submitted successfully")
+    return _saved(outcome, container, request, "Label submitted successfully")
 
 
 @router.post(
@@ -43,7 +43,7 @@ def annotate_case(
     body: AnnotationIn,
     principal: PrincipalDep,
     labels: LabelsDep,
-    runtime: RuntimeDep,
+    container: ContainerDep,
     request: Request,
 ) -> LabelOut:
     """The annotation screen: a label plus strokes and boxes drawn on one of the case's images."""
@@ -57,13 +57,13 @@ def annotate_case(
         case_owner_hint=body.case_user_id,
     )
     outcome = labels.submit(principal, case_id, submission)
-    return _saved(outcome, runtime, request, "Annotations saved successfully")
+    return _saved(outcome, container, request, "Annotations saved successfully")
 
 
-def _saved(outcome: LabelOutcome, runtime: Runtime, request: Request, message: str) -> LabelOut:
+def _saved(outcome: LabelOutcome, container: Container, request: Request, message: str) -> LabelOut:
     """The new label may complete the batch that starts a training run (RETRAIN_AUTO)."""
     note(request, resource=f"case:{outcome.case_id}", owner=outcome.owner_id)
-    runtime.training.after_label(outcome)
+    container.training.after_label(outcome)
     return LabelOut(
         status="ok",
         message=message,

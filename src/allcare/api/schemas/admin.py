@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -16,9 +16,9 @@ from pydantic import (
 )
 
 from allcare.ml.classes import ARCHITECTURES, architecture_id
+from allcare.ml.training_config import Optimizer
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-ModelStatus = Literal["training", "evaluating", "production", "archived", "failed", "rejected"]
 
 
 class TrainingConfigIn(BaseModel):
@@ -30,7 +30,7 @@ class TrainingConfigIn(BaseModel):
     epochs: StrictInt | None = Field(None, ge=1, le=100)
     batch_size: StrictInt | None = Field(None, ge=1, le=128)
     learning_rate: StrictFloat | None = Field(None, ge=1e-6, le=1.0, allow_inf_nan=False)
-    optimizer: Literal["Adam", "SGD", "AdamW", "RMSprop"] | None = None  # ml/training.py
+    optimizer: Optimizer | None = None
     dropout: StrictFloat | None = Field(None, ge=0.0, le=0.9, allow_inf_nan=False)
     augmentation_applied: StrictBool | None = None
     # Additive: the fewest optimiser steps of a run (RETRAIN_MIN_STEPS by default).

@@ -100,20 +100,3 @@ class LabelOut(BaseModel):
     message: str
     case_id: str
     correct_label: str
-
-
-class LabelCountOut(BaseModel):
-    status: str
-    total_labels: int
-    unused_labels: int
-    used_labels: int
-    held_out_labels: int
-    unknown_labels: int
-    retrain_threshold: int
-    ready_for_retrain: bool
-
-
-class LabelPoolOut(BaseModel):
-    status: str
-    labels: list[dict[str, object]]
-    total: int

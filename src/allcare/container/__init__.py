@@ -1,0 +1,7 @@
+"""The composition root: everything a running server or CLI command holds, built once from the
+settings. Only ``api/`` and ``cli/`` import it; everything below receives what it needs."""
+
+from allcare.container._container import Container
+from allcare.container.store import open_store
+
+__all__ = ["Container", "open_store"]

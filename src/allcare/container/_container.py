@@ -1,0 +1,188 @@
+"""The container the server holds: store, tokens, model, worker threads, limits (the
+composition root's one class)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from allcare.container.accounts_at_start import hint_if_no_accounts, import_users_file
+from allcare.container.store import open_store, warn_if_readable_by_others
+from allcare.core.config import ConfigError, Settings
+from allcare.core.durable import sweep_partials
+from allcare.core.tokens import TokenCodec, resolve_jwt_secret
+from allcare.ml.classes import ARCHITECTURES, architecture_id
+from allcare.services.accounts.login_throttle import LoginThrottle
+from allcare.services.accounts.users import Authenticator
+from allcare.services.audit.access_log import AccessWriter
+from allcare.services.cases.throttle import MissLimit, RateLimit
+from allcare.services.models.options import model_options
+from allcare.store.blobs import BlobStore
+from allcare.store.crypto import Sealer
+from allcare.store.db import Database
+
+if TYPE_CHECKING:
+    from allcare.ml.batching import InferenceEngine
+    from allcare.services.cases.photo_checks import PhotoCheckService
+    from allcare.services.learning.opened_probabilities import OpenedProbabilities
+    from allcare.services.learning.supervisor import TrainingSupervisor
+    from allcare.services.models.deployment import Deployment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    """What a running server holds; ``start`` builds it, ``close`` stops its threads."""
+
+    settings: Settings
+    db: Database
+    sealer: Sealer
+    blobs: BlobStore
+    tokens: TokenCodec
+    engine: InferenceEngine
+    decode_pool: ThreadPoolExecutor
+    photo_checks: PhotoCheckService
+    deployment: Deployment
+    training: TrainingSupervisor
+    access_writer: AccessWriter
+    login_throttle: LoginThrottle
+    authenticator: Authenticator
+    upload_rate: RateLimit
+    url_misses: MissLimit
+    opened_probabilities: OpenedProbabilities = field(
+        default_factory=lambda: _opened_probabilities(), init=False
+    )
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Container:
+        # ML imports are deferred so account commands of the CLI start without loading torch.
+        from allcare.ml.batching import InferenceEngine
+        from allcare.ml.photo import PhotoLimits
+        from allcare.services.cases.photo_checks import PhotoCheckService
+        from allcare.services.learning.supervisor import TrainingSupervisor
+        from allcare.services.models.deployment import Deployment
+
+        _one_blas_thread()
+        if architecture_id(settings.al_default_architecture) is None:
+            raise ConfigError(
+                f"AL_DEFAULT_ARCHITECTURE={settings.al_default_architecture} is unknown; use one "
+                f"of {', '.join(ARCHITECTURES)}"
+            )
+        if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+            raise ConfigError("Set both TLS_CERT_FILE and TLS_KEY_FILE for HTTPS, or neither")
+        tokens = TokenCodec(
+            resolve_jwt_secret(settings),
+            settings.jwt_algorithm,
+            timedelta(hours=settings.jwt_expiration_hours),
+        )
+        db, sealer = open_store(settings)
+        warn_if_readable_by_others(settings)
+        blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
+        # One process per STORAGE_ROOT (store/data_lock.py): what a crash left is nobody's.
+        sweep_partials(settings.storage_root)
+        blobs.recover()
+        engine = InferenceEngine(
+            None,
+            options=model_options(settings),
+            max_batch=settings.batch_max_size,
+            max_wait_s=settings.batch_max_wait_ms / 1000,
+            queue_size=settings.inference_queue_size,
+        )
+        _, decode_workers = settings.thread_budget
+        decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
+        deployment = Deployment(db, settings, engine)
+        container = cls(
+            settings=settings,
+            db=db,
+            sealer=sealer,
+            blobs=blobs,
+            tokens=tokens,
+            engine=engine,
+            decode_pool=decode_pool,
+            photo_checks=PhotoCheckService(
+                db=db,
+                blobs=blobs,
+                sealer=sealer,
+                engine=engine,
+                decode_pool=decode_pool,
+                limits=PhotoLimits(
+                    max_pixels=settings.max_image_pixels,
+                    min_side=settings.min_image_side,
+                    max_decoded_pixels=settings.max_decoded_pixels,
+                    max_jpeg_scans=settings.max_jpeg_scans,
+                    max_jpeg_decode_passes=settings.max_jpeg_decode_passes,
+                ),
+                blur_threshold=settings.blur_threshold,
+                decode_workers=decode_workers,
+            ),
+            deployment=deployment,
+            training=TrainingSupervisor(db, settings, deployment),
+            access_writer=AccessWriter(db),
+            login_throttle=LoginThrottle(
+                per_user=settings.login_max_failures,
+                per_address=settings.login_max_failures_per_address,
+                window_s=settings.login_failure_window_s,
+            ),
+            upload_rate=RateLimit(settings.upload_rate_per_minute),
+            url_misses=MissLimit(settings.image_url_misses_per_minute),
+            authenticator=Authenticator(db, parallel=settings.thread_budget[0]),
+        )
+        try:
+            import_users_file(settings, db)
+            model = deployment.serve_at_start()
+            container.training.reconcile()
+        except BaseException:
+            container.close()
+            raise
+        container._follow_registry()
+        hint_if_no_accounts(db)
+        log.info(
+            "AllCare Server ready: database %s, storage %s, encryption %s, model %s",
+            "sqlite" if db.is_sqlite else "postgresql",
+            settings.storage_root,
+            "on" if sealer.encrypting else "off",
+            model.version if model else "none (POST /check-image answers 503)",
+        )
+        return container
+
+    def _follow_registry(self) -> None:
+        """Another process (``allcare models activate``, ``allcare train --promote``) may change
+        which model is active; the server notices within REGISTRY_POLL_SECONDS."""
+
+        def follow() -> None:
+            while not self._stopping.wait(self.settings.registry_poll_seconds):
+                try:
+                    self.deployment.follow_registry()
+                except Exception:
+                    log.exception("Checking the registry's active model failed")
+
+        threading.Thread(target=follow, name="registry", daemon=True).start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.access_writer.close()
+        self.training.close()
+        self.engine.close()
+        self.decode_pool.shutdown(wait=True)
+        self.db.dispose()
+
+
+def _one_blas_thread() -> None:
+    """numpy's OpenBLAS keeps a pool of threads that spin between calls; in a server whose
+    numpy work is tiny (softmax, the embedding projection) they only took CPU from the
+    inference runtime (5 % of the server's CPU, 4 % of upload throughput, measured)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
+def _opened_probabilities() -> OpenedProbabilities:
+    from allcare.services.learning.opened_probabilities import OpenedProbabilities
+
+    return OpenedProbabilities()

@@ -1,0 +1,340 @@
+"""Starting, watching and finishing background training runs (one at a time).
+
+A run is a ``training`` version in the registry with the exact labels it uses (D23). It trains
+in a separate worker process (cli/training_worker.py running learning/run.py) at a lower CPU
+priority, so the API never blocks. The supervisor waits for the worker; when a worker dies
+without recording an outcome the run is marked failed with the reason, and a candidate that
+passed the promotion gate is promoted here, in the serving process, after it loaded
+(models/deployment.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from allcare.core.clock import now_utc
+from allcare.core.config import Settings, settings_environment
+from allcare.ml.optional import needs_torch
+from allcare.services.errors import InvalidInput, NotFound, ServiceError, Unavailable
+from allcare.services.events import EventType, record_event
+from allcare.services.labels import pool as label_pool
+from allcare.services.labels.records import LabelOutcome
+from allcare.services.learning import config as training_config
+from allcare.services.learning import evaluation_set
+from allcare.services.learning.architecture_choice import base_model
+from allcare.services.learning.outcomes import RunSkipped, RunStarted, SkipReason, Triggered
+from allcare.services.learning.status import RunStatus, fail_run, run_status, running_version
+from allcare.services.models.deployment import Deployment
+from allcare.services.models.registry import Source, Status, new_version_id
+from allcare.store.db import Database, begin_write, hold_lock
+from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
+
+log = logging.getLogger(__name__)
+TRAINING_LOCK = "lock:training"
+CANCEL_GRACE_S = 60.0
+
+
+def worker_log(settings: Settings, version_id: str) -> Path:
+    return settings.models_dir / version_id / "worker.log"
+
+
+@dataclass
+class TrainingSupervisor:
+    db: Database
+    settings: Settings
+    deployment: Deployment
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    last_auto_error: str | None = field(default=None, init=False)
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def trigger(
+        self, actor_id: str, architecture: str | None, force: bool, *, automatic: bool = False
+    ) -> Triggered:
+        missing = needs_torch("Retraining")
+        if missing:
+            raise Unavailable(missing)
+        with self._lock, self.db.session() as session:
+            begin_write(session)
+            hold_lock(session, TRAINING_LOCK)
+            running = running_version(session)
+            if running is not None:
+                return RunSkipped(SkipReason.ALREADY_RUNNING, version_id=running.id)
+            new_ids = label_pool.unused_label_ids(session)
+            threshold = self.settings.retrain_min_new_labels
+            if len(new_ids) < threshold and not force:
+                return RunSkipped(
+                    SkipReason.BELOW_THRESHOLD, current_labels=len(new_ids), threshold=threshold
+                )
+            # New labels decide when a run starts; it trains on every trainable label.
+            label_ids = label_pool.training_label_ids(session)
+            images = self._image_count(session, label_ids)
+            if images < 2:
+                raise InvalidInput(
+                    f"{len(label_ids)} trainable labels with {images} stored photos: training "
+                    "needs at least 2 labelled photos"
+                )
+            base = base_model(session, architecture)
+            config = training_config.current(session, self.settings)
+            eval_set = evaluation_set.snapshot(session)
+            eval_summary = evaluation_set.summary(eval_set)
+            version = ModelVersion(
+                id=new_version_id(session),
+                status=Status.TRAINING.value,
+                source=Source.TRAINING.value,
+                architecture=base.architecture,
+                base_version=base.id,
+                training_config=config,
+                metrics={},
+                progress={"phase": "starting", "fraction": 0.0},
+                eval_set=eval_set,
+                triggered_by=actor_id,
+                started_at=now_utc(),
+                heartbeat_at=now_utc(),
+            )
+            session.add(version)
+            session.flush()
+            session.add_all(TrainingLabel(version_id=version.id, label_id=i) for i in label_ids)
+            record_event(
+                session,
+                EventType.RETRAIN_TRIGGERED,
+                f"{'Automatic retraining' if automatic else f'Retraining by {actor_id}'}: "
+                f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels "
+                f"({len(new_ids)} new); judged on {eval_summary['cases']} {eval_summary['source']}"
+                " evaluation cases",
+                actor_id=actor_id,
+                version_id=version.id,
+                architecture=base.architecture,
+                base_version=base.id,
+                labels=len(label_ids),
+                new_labels=len(new_ids),
+                images=images,
+                automatic=automatic,
+                forced=force and len(new_ids) < threshold,
+                config=config,
+                evaluation_set=eval_summary,
+            )
+            session.commit()
+            self._spawn(version.id)
+            return RunStarted(
+                version_id=version.id,
+                architecture=base.architecture or "",
+                base_model=base.id,
+                new_samples=len(new_ids),
+                labels_used=len(label_ids),
+                samples_used=images,
+                evaluation_set=eval_summary,
+            )
+
+    def status(self) -> RunStatus:
+        with self.db.session() as session:
+            return run_status(session)
+
+    def _image_count(self, session: Session, label_ids: list[int]) -> int:
+        if not label_ids:
+            return 0
+        query = (
+            select(func.count(Image.id))
+            .join(Case, Case.id == Image.case_id)
+            .where(Case.current_label_id.in_(label_ids))
+        )
+        return session.scalar(query) or 0
+
+    def _spawn(self, version_id: str) -> None:
+        logfile = worker_log(self.settings, version_id)
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        env = os.environ | settings_environment(self.settings)
+        command = [sys.executable, "-m", "allcare.cli.training_worker", version_id]
+        try:
+            with logfile.open("ab") as output:
+                worker = subprocess.Popen(  # noqa: S603 - our own module and a version id
+                    command, env=env, stdout=output, stderr=subprocess.STDOUT
+                )
+        except OSError as exc:
+            self._fail(version_id, f"the training worker could not start: {exc}")
+            return
+        self._workers[version_id] = worker
+        threading.Thread(
+            target=self._wait, args=(version_id, worker), name=f"wait-{version_id}", daemon=True
+        ).start()
+        log.info("Training %s started in worker process %d", version_id, worker.pid)
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def _wait(self, version_id: str, worker: subprocess.Popen[bytes]) -> None:
+        code = worker.wait()
+        self._workers.pop(version_id, None)
+        try:
+            self.finish(version_id, _exit_reason(code))
+        except Exception:
+            # The database went away meanwhile: the next start-up's reconciliation (or the
+            # heartbeat timeout) ends the run instead.
+            log.exception("Could not record the end of training %s", version_id)
+
+    def finish(self, version_id: str, exit_reason: str) -> None:
+        """The worker is gone: record its death if it recorded nothing, apply a promotion the
+        gate granted."""
+        with self.db.session() as session:
+            version = session.get(ModelVersion, version_id)
+            if version is None:
+                return
+            if version.status == Status.TRAINING:
+                tail = self._log_tail(version_id)
+                self._fail(version_id, f"the training worker {exit_reason}{tail}")
+                return
+            verdict = (version.evaluation or {}).get("verdict")
+            pending = version.status == Status.EVALUATING and verdict == "promote"
+        if pending:
+            self._promote_candidate(version_id)
+        self.maybe_start_automatically(f"after {version_id} ended")
+
+    def _promote_candidate(self, version_id: str) -> None:
+        try:
+            self.deployment.promote(version_id, None, "passed the promotion gate", automatic=True)
+        except ServiceError as exc:
+            log.error("Automatic promotion of %s failed: %s", version_id, exc.detail)
+            with self.db.session() as session:
+                begin_write(session)
+                version = session.get(ModelVersion, version_id, with_for_update=True)
+                if version is not None:
+                    version.evaluation = (version.evaluation or {}) | {
+                        "verdict": "hold",
+                        "promotion_error": exc.detail,
+                    }
+                    session.commit()
+
+    def _fail(self, version_id: str, reason: str) -> None:
+        if fail_run(self.db, version_id, reason):
+            log.error("Training %s failed: %s", version_id, reason)
+
+    def _log_tail(self, version_id: str) -> str:
+        path = worker_log(self.settings, version_id)
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return f"; last output: {lines[-1][:300]}" if lines else ""
+
+    def reconcile(self) -> None:
+        """At start-up: runs whose worker is gone are failed; a worker still alive (from before
+        a server restart) is watched until it ends; granted promotions are applied."""
+        timeout = self.settings.training_heartbeat_timeout_s
+        with self.db.session() as session:
+            versions = list(
+                session.scalars(
+                    select(ModelVersion).where(
+                        ModelVersion.status.in_([Status.TRAINING, Status.EVALUATING])
+                    )
+                )
+            )
+        for version in versions:
+            if version.status == Status.EVALUATING:
+                self.finish(version.id, "")
+                continue
+            beat = version.heartbeat_at or version.started_at or version.created_at
+            fresh = (now_utc() - beat).total_seconds() < timeout
+            if fresh and version.worker_pid and _alive(version.worker_pid):
+                threading.Thread(
+                    target=self._watch_orphan,
+                    args=(version.id, version.worker_pid),
+                    name=f"watch-{version.id}",
+                    daemon=True,
+                ).start()
+            else:
+                self._fail(
+                    version.id,
+                    "the training worker stopped without finishing (server restart or crash)",
+                )
+
+    def _watch_orphan(self, version_id: str, pid: int) -> None:
+        while _alive(pid):
+            time.sleep(2.0)
+        self.finish(version_id, "ended while the server was restarting")
+
+    # -- status and control --------------------------------------------------------------------
+
+    def cancel(self, actor_id: str) -> str:
+        """The run asked to stop (it stops after its current batch)."""
+        with self.db.session() as session:
+            begin_write(session)
+            running = running_version(session)
+            if running is None:
+                raise NotFound("No training run in progress")
+            running.cancel_requested = True
+            running.progress = (running.progress or {}) | {"cancel_requested_by": actor_id}
+            session.commit()
+            version_id = running.id
+        worker = self._workers.get(version_id)
+        if worker is not None:
+            timer = threading.Timer(CANCEL_GRACE_S, _stop_if_running, args=(worker,))
+            timer.daemon = True
+            timer.start()
+        return version_id
+
+    def after_label(self, outcome: LabelOutcome) -> None:
+        """A new label may complete the batch that starts the next run."""
+        self.maybe_start_automatically(f"after case {outcome.case_id} was labelled")
+
+    def maybe_start_automatically(self, why: str) -> None:
+        """Automatic retraining: once RETRAIN_MIN_NEW_LABELS unused labels arrived since the last
+        run started (so a failed run is not retried on every new label), and none is running."""
+        if not self.settings.retrain_auto:
+            return
+        with self.db.session() as session:
+            if running_version(session) is not None:
+                return
+            last_start = session.scalar(
+                select(func.max(ModelVersion.started_at)).where(
+                    ModelVersion.source == Source.TRAINING
+                )
+            )
+            fresh = label_pool.unused_label_ids(session, since=last_start)
+        if len(fresh) < self.settings.retrain_min_new_labels:
+            return
+        try:
+            result = self.trigger("system", None, force=False, automatic=True)
+        except ServiceError as exc:
+            self.last_auto_error = exc.detail
+            log.warning("Automatic retraining %s not started: %s", why, exc.detail)
+            return
+        self.last_auto_error = result.reason if isinstance(result, RunSkipped) else None
+
+    def close(self) -> None:
+        """Workers keep running across a server restart; reconcile() picks them up again."""
+        self._workers.clear()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _stop_if_running(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.terminate()
