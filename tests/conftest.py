@@ -26,6 +26,7 @@ from allcare.store.db import Database
 from allcare.store.models import User
 from tests.ports import free_port
 from tests.postgres_server import temporary_cluster
+from tests.s3_server import S3Server, temporary_s3
 
 PASSWORD = "correct-horse-1"
 # A real bcrypt hash at low cost: fast tests, the same verification path as production hashes.
@@ -47,6 +48,32 @@ def postgres_server() -> Iterator[str]:
         if os.environ.get("ALLCARE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required but could not be started: {exc}")
         pytest.skip(f"PostgreSQL not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) for the session; each test uses its own prefix."""
+    try:
+        with temporary_s3() as server:
+            yield server
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("ALLCARE_REQUIRE_S3") == "1":
+            pytest.fail(f"SeaweedFS is required but could not be started: {exc}")
+        pytest.skip(f"S3 server not available: {exc}")
+
+
+@pytest.fixture
+def s3_environment(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Credentials where boto3 looks for them (the environment), as an operator sets them."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def bucket_url(s3_environment: S3Server) -> str:
+    """``BLOB_STORE_URL`` for this test: the session's bucket under a prefix of its own."""
+    return f"s3://{s3_environment.bucket}/t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

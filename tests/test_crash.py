@@ -25,6 +25,7 @@ from tests.learning import TRAINING, labelled_cases, mobilenet_checkpoint
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
 from tests.servers import Server
+from tests.uploads import let_intent_leases_pass
 
 UPLOADERS = 8
 
@@ -66,6 +67,7 @@ def test_killed_during_uploads_loses_no_committed_photo_and_leaves_no_debris(
     for thread in threads:
         thread.join()
 
+    let_intent_leases_pass(settings)
     server.start()  # start-up recovery runs here
     for owner, image_id, digest in acknowledged:
         served = httpx.get(f"{server.url}/images/{owner}/{image_id}.jpg")

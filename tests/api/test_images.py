@@ -14,6 +14,7 @@ from allcare.core.config import Settings
 from allcare.store.models import AccessEvent, BlobIntent, Case, CaseDecision, Image
 from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, Api
 from tests.photos import jpeg_bytes, store_photo
+from tests.uploads import let_intent_leases_pass
 
 
 def test_image_url_serves_the_stored_bytes_without_credentials(api: Api) -> None:
@@ -206,6 +207,7 @@ def test_killed_process_leaves_no_dangling_row_or_half_file(
     else:
         assert rows == []  # no row ever points at a missing or partial file
 
+    let_intent_leases_pass(settings)
     restarted = make_api(settings)  # start-up recovery removes what the crash left
     files = _blob_files(settings.storage_root)
     if crash_point == "after_commit":

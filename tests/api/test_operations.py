@@ -141,6 +141,7 @@ def test_readiness_needs_the_database_and_liveness_does_not(observed: Api) -> No
     ready = observed.client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+    assert ready.json()["objects"] == {"ok": True, "backend": "local"}
     observed.container.db.dispose()
     observed.container.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/unreachable")
     assert observed.client.get("/health/ready").status_code == 503

@@ -22,6 +22,7 @@ from allcare.store.models import Image
 from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, Api, empty_postgres_database
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
+from tests.s3_server import S3Server
 from tests.uploads import camera, upload
 
 
@@ -221,3 +222,44 @@ def test_not_a_backup_is_a_clear_error(
     result = cli(monkeypatch, settings, "restore", str(bogus))
     assert result.exit_code == 1
     assert "Not an AllCare backup" in result.output
+
+
+@pytest.mark.s3
+def test_a_backup_restores_into_a_bucket_and_backs_up_from_it(
+    clinic: Api,
+    make_api: Callable[..., Api],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    target_url: str,
+    bucket_url: str,
+    s3_environment: S3Server,
+) -> None:
+    """The same archive format on both backends: a local clinic moves into a bucket, and the
+    bucket's own backup holds the very same files."""
+    source = clinic.container.settings
+    archive = tmp_path / "clinic.zip"
+    assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
+    in_bucket = elsewhere(source, tmp_path / "replica", target_url).model_copy(
+        update={"blob_store_url": bucket_url, "s3_endpoint_url": s3_environment.endpoint_url}
+    )
+    monkeypatch.setenv("BLOB_STORE_URL", bucket_url)
+    result = cli(monkeypatch, in_bucket, "restore", str(archive))
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "replica" / "blobs").exists()
+
+    served = make_api(in_bucket)
+    with served.container.db.session() as session:
+        images = list(session.scalars(select(Image)))
+    assert len(images) >= 4
+    for image in images:
+        again = served.client.get(f"/images/gp1/{image.id}.jpg")
+        assert again.content == clinic.client.get(f"/images/gp1/{image.id}.jpg").content
+    assert served.container.engine.model is not None  # fetched from the bucket
+
+    again = tmp_path / "from-bucket.zip"
+    assert cli(monkeypatch, in_bucket, "backup", "--out", str(again)).exit_code == 0
+    with zipfile.ZipFile(archive) as first, zipfile.ZipFile(again) as second:
+        assert (
+            json.loads(first.read("manifest.json"))["files"]
+            == json.loads(second.read("manifest.json"))["files"]
+        )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from allcare.core.durable import durable_path, durable_writer, sweep_partials, write_durably
-from allcare.store.model_files import copy_model_file, write_model_file
+from allcare.store.model_files import ModelFiles
+from allcare.store.objects._local import LocalObjects
 
 
 def test_a_written_file_appears_whole_and_no_temp_file_stays(tmp_path: Path) -> None:
@@ -70,14 +71,15 @@ def test_the_sweep_removes_only_what_interrupted_writes_left(tmp_path: Path) -> 
 def test_model_files_are_read_only_with_their_sha256(tmp_path: Path) -> None:
     source = tmp_path / "upload.onnx"
     source.write_bytes(b"a model")
-    stored = copy_model_file(tmp_path / "models", "v20261203_001", source)
+    files = ModelFiles(tmp_path / "models", LocalObjects(tmp_path))
+    stored = files.copy("v20261203_001", source)
     assert stored.key == "v20261203_001/model.onnx"
     path = tmp_path / "models" / stored.key
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert stored.sha256 == hashlib.sha256(b"a model").hexdigest()
     assert stored.size_bytes == len(b"a model")
     with pytest.raises(ValueError, match="no checkpoint"):
-        write_model_file(tmp_path / "models", "v20261203_002", "model.pt", _refuse)
+        files.write("v20261203_002", "model.pt", _refuse)
     assert not (tmp_path / "models" / "v20261203_002" / "model.pt").exists()
     assert list((tmp_path / "models" / "v20261203_002").iterdir()) == []
 

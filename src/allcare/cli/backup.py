@@ -1,4 +1,5 @@
-"""``allcare backup`` and ``allcare restore``: the database and every stored file in one archive."""
+"""``allcare backup`` and ``allcare restore``: the database and every stored file (local folder
+or bucket) in one archive."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import typer
 
 from allcare.cli.common import data_settings, fail
 from allcare.container import open_store
-from allcare.core.config import ConfigError, Settings
-from allcare.store.backup import BackupError, Places, Report, backup, restore
+from allcare.core.config import ConfigError
+from allcare.store.backup import BackupError, Report, backup, restore
 from allcare.store.data_lock import single_writer
 from allcare.store.db import Database
+from allcare.store.objects import ObjectStoreError, open_object_store
 from allcare.store.private_files import make_private
-
-
-def _places(settings: Settings) -> Places:
-    return Places(blobs=settings.storage_root / "blobs", models=settings.models_dir)
 
 
 def backup_command(
@@ -27,7 +25,9 @@ def backup_command(
     settings = data_settings()
     db, _ = open_store(settings)
     try:
-        report = backup(db, _places(settings), out)
+        report = backup(db, open_object_store(settings), out)
+    except (BackupError, ObjectStoreError) as exc:
+        raise fail(str(exc)) from exc
     finally:
         db.dispose()
     out.chmod(0o600)  # patient data: owner-only even where the archive already existed
@@ -48,10 +48,10 @@ def restore_command(
         with single_writer(settings, "restoring a backup"):
             db = Database(settings.sqlalchemy_url)
             try:
-                report = restore(db, _places(settings), archive)
+                report = restore(db, open_object_store(settings), archive)
             finally:
                 db.dispose()
-    except (BackupError, ConfigError) as exc:
+    except (BackupError, ConfigError, ObjectStoreError) as exc:
         raise fail(str(exc)) from exc
     _print(f"Restored {archive}", report)
 

@@ -39,10 +39,10 @@ def migrate(
     dry_run: Annotated[bool, typer.Option(help="Report what would happen; write nothing.")] = False,
 ) -> None:
     """Import an old AllCare backserver: accounts, cases, photos, labels, models, events."""
+    from allcare.container import open_blobs
     from allcare.services.migration import learning as migration_learning
     from allcare.services.migration.importer import Migration
     from allcare.services.migration.legacy_reader import LegacyTree
-    from allcare.store.blobs import BlobStore
 
     if key_on_argv is not None:
         raise fail(
@@ -66,7 +66,10 @@ def migrate(
         tree = LegacyTree(
             source, storage_root=storage_root, al_back=al_back, key=key, default_user=default_user
         )
-        blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
+        try:
+            blobs = open_blobs(settings, db, sealer)
+        except ConfigError as exc:
+            raise fail(str(exc)) from exc
         with typer.progressbar(length=_size(tree), label="Importing") as bar:
             job = Migration(
                 db,

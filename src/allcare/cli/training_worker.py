@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-from allcare.container import open_store
+from allcare.container import open_blobs, open_store
 from allcare.core.config import load_settings
 from allcare.core.logging import configure_logging
 from allcare.ml.training import use_training_threads
 from allcare.services.learning.run import TrainingRun
-from allcare.store.blobs import BlobStore
 
 
 def main() -> None:
@@ -28,8 +27,8 @@ def main() -> None:
     os.nice(10)  # serving first: training takes the CPU the API leaves
     use_training_threads(settings.training_threads)
     db, sealer = open_store(settings)
-    blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
     try:
+        blobs = open_blobs(settings, db, sealer)
         code = TrainingRun(settings, db, sealer, blobs, sys.argv[1]).execute()
     finally:
         db.dispose()

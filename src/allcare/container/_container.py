@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from allcare.container.accounts_at_start import hint_if_no_accounts, import_users_file
-from allcare.container.store import open_store, warn_if_readable_by_others
+from allcare.container.limits import build_limits
+from allcare.container.store import (
+    intent_lease,
+    open_blobs,
+    open_store,
+    warn_if_readable_by_others,
+)
 from allcare.core.config import ConfigError, Settings
 from allcare.core.durable import sweep_partials
 from allcare.core.tokens import TokenCodec, resolve_jwt_secret
@@ -24,6 +31,7 @@ from allcare.services.models.options import model_options
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
+from allcare.store.objects import ObjectStoreError
 
 if TYPE_CHECKING:
     from allcare.ml.batching import InferenceEngine
@@ -54,6 +62,7 @@ class Container:
     authenticator: Authenticator
     upload_rate: RateLimit
     url_misses: MissLimit
+    prune_limits: Callable[[], None]
     opened_probabilities: OpenedProbabilities = field(
         default_factory=lambda: _opened_probabilities(), init=False
     )
@@ -83,10 +92,14 @@ class Container:
         )
         db, sealer = open_store(settings)
         warn_if_readable_by_others(settings)
-        blobs = BlobStore(settings.storage_root / "blobs", sealer, db)
         # One process per STORAGE_ROOT (store/data_lock.py): what a crash left is nobody's.
         sweep_partials(settings.storage_root)
-        blobs.recover()
+        try:
+            blobs = open_blobs(settings, db, sealer)
+            blobs.recover(intent_lease(settings, db))
+        except BaseException:
+            db.dispose()
+            raise
         engine = InferenceEngine(
             None,
             options=model_options(settings),
@@ -97,6 +110,7 @@ class Container:
         _, decode_workers = settings.thread_budget
         decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         deployment = Deployment(db, settings, engine)
+        limits = build_limits(settings, db)
         container = cls(
             settings=settings,
             db=db,
@@ -124,13 +138,10 @@ class Container:
             deployment=deployment,
             training=TrainingSupervisor(db, settings, deployment),
             access_writer=AccessWriter(db),
-            login_throttle=LoginThrottle(
-                per_user=settings.login_max_failures,
-                per_address=settings.login_max_failures_per_address,
-                window_s=settings.login_failure_window_s,
-            ),
-            upload_rate=RateLimit(settings.upload_rate_per_minute),
-            url_misses=MissLimit(settings.image_url_misses_per_minute),
+            login_throttle=limits.login,
+            upload_rate=limits.uploads,
+            url_misses=limits.url_misses,
+            prune_limits=limits.prune,
             authenticator=Authenticator(db, parallel=settings.thread_budget[0]),
         )
         try:
@@ -143,9 +154,10 @@ class Container:
         container._follow_registry()
         hint_if_no_accounts(db)
         log.info(
-            "AllCare Server ready: database %s, storage %s, encryption %s, model %s",
+            "AllCare Server ready: database %s, storage %s, objects %s, encryption %s, model %s",
             "sqlite" if db.is_sqlite else "postgresql",
             settings.storage_root,
+            blobs.objects.describe(),
             "on" if sealer.encrypting else "off",
             model.version if model else "none (POST /check-image answers 503)",
         )
@@ -161,8 +173,25 @@ class Container:
                     self.deployment.follow_registry()
                 except Exception:
                     log.exception("Checking the registry's active model failed")
+                lease = intent_lease(self.settings, self.db)
+                if lease is not None:  # replicas: abandoned uploads are found while running
+                    try:
+                        self.blobs.recover(lease)
+                        self.prune_limits()
+                        self.training.fail_silent()
+                    except Exception:
+                        log.exception("Clearing what lost replicas left failed")
 
         threading.Thread(target=follow, name="registry", daemon=True).start()
+
+    def objects_ok(self) -> bool:
+        """The photo store answers (readiness); the reason goes to the log."""
+        try:
+            self.blobs.objects.check()
+        except ObjectStoreError as exc:
+            log.warning("Object storage is not ready: %s", exc)
+            return False
+        return True
 
     def close(self) -> None:
         self._stopping.set()

@@ -5,10 +5,13 @@ What CLI commands and the training worker need, without a signing secret or a mo
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from allcare.core.config import Settings
+from allcare.core.config import ConfigError, Settings
+from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
+from allcare.store.objects import ObjectStoreUnavailable, open_object_store
 from allcare.store.private_files import make_private, wider_than_private
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,23 @@ def open_store(settings: Settings) -> tuple[Database, Sealer]:
         db.dispose()
         raise
     return db, sealer
+
+
+def open_blobs(settings: Settings, db: Database, sealer: Sealer) -> BlobStore:
+    """The photo store on the configured backend, checked reachable: a wrong bucket or key
+    stops start-up with the reason instead of failing the first upload."""
+    objects = open_object_store(settings)
+    try:
+        objects.check()
+    except ObjectStoreUnavailable as exc:
+        raise ConfigError(f"Object storage (BLOB_STORE_URL): {exc}") from exc
+    return BlobStore(objects, sealer, db)
+
+
+def intent_lease(settings: Settings, db: Database) -> timedelta | None:
+    """None where this process is the only writer (SQLite: store/data_lock.py); otherwise the
+    age past which an upload's intent is abandoned."""
+    return None if db.is_sqlite else timedelta(seconds=settings.blob_intent_lease_s)
 
 
 def warn_if_readable_by_others(settings: Settings) -> None:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
         Path("storage"), validation_alias=AliasChoices("STORAGE_ROOT", "STORAGE_DIR")
     )
     database_url: str | None = None
+    # Photos and model files: unset is the folder under STORAGE_ROOT; s3://bucket/prefix is
+    # S3-compatible object storage (store/objects/), credentials from the AWS_* variables/files.
+    blob_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    # How long an interrupted upload's intent is left alone before it counts as abandoned when
+    # other processes may be writing (PostgreSQL); with SQLite start-up removes them all.
+    blob_intent_lease_s: float = Field(900.0, ge=60, le=7 * 24 * 3600)
     case_id_start: int = Field(10000, ge=0, le=10**15)
     encrypt_storage: bool = False
     data_encryption_key: SecretStr | None = None
@@ -123,6 +130,8 @@ class Settings(BaseSettings):
         "users_file",
         "model_path",
         "model_assets_dir",
+        "blob_store_url",
+        "s3_endpoint_url",
         mode="before",
     )
     @classmethod

@@ -3,12 +3,15 @@
 A backup reads all tables inside one snapshot transaction (REPEATABLE READ on PostgreSQL, a
 WAL read transaction on SQLite), so it is consistent while the server keeps writing. Photos and
 model files are immutable once their row is committed, so copying the ones the snapshot
-references gives a matching set. The archive is a zip: ``manifest.json`` (format, schema
+references gives a matching set; they are read from the object store (store/objects/), so a
+backup covers the bucket as well as the local folder, and a restore may go into either. The
+archive is a zip: ``manifest.json`` (format, schema
 revision, row counts, sha256 of every file), ``db/<table>.jsonl`` and ``files/...``. Sealed data
 stays sealed: the encryption key is not in the archive and must be kept apart.
 
-Restore goes into an empty database (any of the two backends) and data directory: files are
-written and verified first, then all rows in one transaction, then the schema is upgraded.
+Restore goes into an empty database (any of the two backends) and object store: files are
+verified and stored first (create-only; one already there with the same bytes is kept), then all
+rows in one transaction, then the schema is upgraded.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,9 +31,16 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, DateTime, Integer, LargeBinary, Table, func, insert, select, text
 
-from allcare.core.durable import durable_path, durable_writer
+from allcare.core.durable import durable_path
 from allcare.store.db import Database, begin_write, migration_config
 from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion, table_of
+from allcare.store.objects import (
+    ObjectExists,
+    ObjectStore,
+    ObjectStoreError,
+    Readable,
+    check_key,
+)
 
 FORMAT = "allcare-backup/1"
 MANIFEST = "manifest.json"
@@ -43,15 +54,8 @@ class BackupError(RuntimeError):
     """The archive or the restore target is not usable; the message says why."""
 
 
-@dataclass
-class Places:
-    """Where an installation keeps its files: ``blobs`` (photos) and ``models`` (the registry)."""
-
-    blobs: Path
-    models: Path
-
-    def root(self, name: str) -> Path:
-        return {"blobs": self.blobs, "models": self.models}[name]
+# Where an installation keeps its files in the object store: photos and the registry's models.
+FOLDERS = ("blobs", "models")
 
 
 @dataclass
@@ -67,16 +71,18 @@ def tables() -> list[Table]:
     return [t for t in Base.metadata.sorted_tables if t.name not in SKIPPED_TABLES]
 
 
-def backup(db: Database, places: Places, out: Path) -> Report:
+def backup(db: Database, objects: ObjectStore, out: Path) -> Report:
     with durable_path(out, make_parents=False) as partial, db.engine.connect() as connection:
         if not db.is_sqlite:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin(), zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            report = _write_archive(connection, places, archive)
+            report = _write_archive(connection, objects, archive)
     return report
 
 
-def _write_archive(connection: Connection, places: Places, archive: zipfile.ZipFile) -> Report:
+def _write_archive(
+    connection: Connection, objects: ObjectStore, archive: zipfile.ZipFile
+) -> Report:
     revision = connection.scalar(text("SELECT version_num FROM alembic_version"))
     report = Report(revision=revision)
     for table in tables():
@@ -84,13 +90,14 @@ def _write_archive(connection: Connection, places: Places, archive: zipfile.ZipF
             report.rows[table.name] = _dump_rows(connection, table, handle)
     digests: dict[str, str] = {}
     for name, key in _referenced_files(connection):
-        source = (places.root(name) / key).resolve()
-        if not source.is_relative_to(places.root(name).resolve()):
-            raise BackupError(f"A stored file key leaves its folder: {key!r}")
         entry = f"files/{name}/{key}"
-        digests[entry] = _copy_in(source, archive, entry)
+        try:
+            with objects.open(_object_key(name, key)) as source:
+                digests[entry], size = _copy_in(source, archive, entry)
+        except ObjectStoreError as exc:
+            raise BackupError(f"{name}/{key} could not be read: {exc}") from exc
         report.files += 1
-        report.file_bytes += source.stat().st_size
+        report.file_bytes += size
     manifest = {
         "format": FORMAT,
         "revision": revision,
@@ -123,15 +130,25 @@ def _referenced_files(connection: Connection) -> Iterator[tuple[str, str]]:
         yield "models", file_key
 
 
-def _copy_in(source: Path, archive: zipfile.ZipFile, entry: str) -> str:
+def _object_key(name: str, key: str) -> str:
+    if name not in FOLDERS:
+        raise BackupError(f"The backup names a file outside its folders: {name}/{key!r}")
+    try:
+        return f"{name}/{check_key(key)}"
+    except ValueError as exc:
+        raise BackupError(f"A stored file key leaves its folder: {key!r}") from exc
+
+
+def _copy_in(source: Readable, archive: zipfile.ZipFile, entry: str) -> tuple[str, int]:
     """Photos and model weights do not compress; store them as they are."""
     info = zipfile.ZipInfo(entry, date_time=datetime.now(UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
-    with source.open("rb") as reader, archive.open(info, "w", force_zip64=True) as writer:
-        return _sha256(reader, copy_to=writer)
+    with archive.open(info, "w", force_zip64=True) as writer:
+        digest = _sha256(source, copy_to=writer)
+    return digest, info.file_size
 
 
-def restore(db: Database, places: Places, archive_path: Path) -> Report:
+def restore(db: Database, objects: ObjectStore, archive_path: Path) -> Report:
     try:
         opened = zipfile.ZipFile(archive_path)
     except zipfile.BadZipFile as exc:
@@ -139,17 +156,16 @@ def restore(db: Database, places: Places, archive_path: Path) -> Report:
     with opened as archive:
         manifest = _manifest(archive)
         _prepare_empty_schema(db, manifest["revision"])
-        written: list[Path] = []
+        created: list[str] = []  # only these are removed if the restore fails
         try:
             report = Report(revision=manifest["revision"])
             for entry, digest in manifest["files"].items():
-                written.append(_extract(archive, entry, digest, places))
+                report.file_bytes += _extract(archive, entry, digest, objects, created)
                 report.files += 1
-                report.file_bytes += written[-1].stat().st_size
             report.rows = _load_rows(db, archive, manifest["rows"])
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            for key in created:
+                objects.delete(key)
             raise
     db.migrate()
     return report
@@ -191,32 +207,45 @@ def _prepare_empty_schema(db: Database, revision: str) -> None:
     db.migrate(revision)
 
 
-def _extract(archive: zipfile.ZipFile, entry: str, digest: str, places: Places) -> Path:
-    """Streamed through a temp file in chunks: a model checkpoint is never held in memory."""
-    _, name, key = entry.split("/", 2)
-    root = places.root(name).resolve()
-    target = (root / key).resolve()
-    if not target.is_relative_to(root):
-        raise BackupError(f"The backup names a file outside its folder: {entry!r}")
-    damaged = BackupError(f"{entry} in the backup is damaged (sha256 differs)")
+def _extract(
+    archive: zipfile.ZipFile, entry: str, digest: str, objects: ObjectStore, created: list[str]
+) -> int:
+    """Verified in a private temp file first (a model checkpoint is never held in memory),
+    then stored create-only; returns its size."""
     try:
-        if target.exists():
-            with archive.open(entry) as source:
-                if _sha256(source) != digest:
-                    raise damaged
-            with target.open("rb") as existing:
-                if _sha256(existing) != digest:
-                    raise BackupError(f"{target} already exists with other content")
-            return target
-        with archive.open(entry) as source, durable_writer(target) as handle:
-            if _sha256(source, copy_to=handle) != digest:
-                raise damaged
-    except zipfile.BadZipFile as exc:
-        raise BackupError(f"{entry} in the backup is damaged ({exc})") from exc
-    return target
+        _, name, key = entry.split("/", 2)
+    except ValueError:
+        raise BackupError(f"The backup names a file outside its folders: {entry!r}") from None
+    object_key = _object_key(name, key)
+    with tempfile.TemporaryDirectory(prefix="allcare-restore-") as scratch:
+        temp = Path(scratch) / "file"
+        try:
+            with archive.open(entry) as source, temp.open("wb") as handle:
+                if _sha256(source, copy_to=handle) != digest:
+                    raise BackupError(f"{entry} in the backup is damaged (sha256 differs)")
+        except zipfile.BadZipFile as exc:
+            raise BackupError(f"{entry} in the backup is damaged ({exc})") from exc
+        existed = _exists(objects, object_key)
+        try:
+            objects.put_file_new(object_key, temp)
+        except ObjectExists:
+            raise BackupError(f"{object_key} already exists with other content") from None
+        except ObjectStoreError as exc:
+            raise BackupError(f"{object_key} could not be stored: {exc}") from exc
+        if not existed:
+            created.append(object_key)
+        return temp.stat().st_size
 
 
-def _sha256(source: IO[bytes], copy_to: IO[bytes] | None = None) -> str:
+def _exists(objects: ObjectStore, key: str) -> bool:
+    try:
+        objects.size(key)
+    except ObjectStoreError:
+        return False
+    return True
+
+
+def _sha256(source: Readable, copy_to: IO[bytes] | None = None) -> str:
     digest = hashlib.sha256()
     while chunk := source.read(COPY_BUFFER):
         digest.update(chunk)

@@ -217,6 +217,7 @@ class ModelVersion(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_pid: Mapped[int | None] = mapped_column(Integer)
+    worker_host: Mapped[str | None] = mapped_column(String(255))  # where worker_pid is
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     triggered_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
@@ -283,3 +284,24 @@ class LegacyImport(Base):
     legacy_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     new_key: Mapped[str] = mapped_column(String(255))
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed login, counted by every replica (PostgreSQL; SQLite counts in memory)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RateBucket(Base):
+    """A token bucket every replica draws from (uploads per uploader, image-URL misses)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -2,7 +2,12 @@ import asyncio
 
 import pytest
 
-from allcare.services.accounts.login_throttle import PENDING, FailureThrottle, LoginThrottle
+from allcare.services.accounts.login_throttle import (
+    PENDING,
+    FailureThrottle,
+    LoginThrottle,
+    MemoryFailureLog,
+)
 from allcare.services.cases.throttle import RateLimit
 from allcare.services.errors import TooManyRequests
 
@@ -147,9 +152,11 @@ def test_rate_limit_allows_a_burst_then_refills_at_the_rate() -> None:
 
 def test_checking_a_key_that_never_failed_remembers_nothing() -> None:
     """Every login checks its username first; guesses of random names must not pile up."""
-    throttle = FailureThrottle(limit=3, window_s=60, clock=Clock())
+    clock = Clock()
+    log = MemoryFailureLog(clock)
+    throttle = FailureThrottle(limit=3, window_s=60, clock=clock, log=log)
     for n in range(100):
         assert throttle.admit(f"nobody{n}") is None
         throttle.settle(f"nobody{n}", failed=False)
-    assert len(throttle._failures) == 0
+    assert len(log._failures) == 0
     assert len(throttle._pending) == 0

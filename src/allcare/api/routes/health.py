@@ -12,6 +12,7 @@ from allcare.api.schemas.health import (
     HealthOut,
     LiveOut,
     ModelStateOut,
+    ObjectsStateOut,
     ReadyOut,
 )
 
@@ -48,16 +49,25 @@ def live() -> LiveOut:
 
 @router.get(
     "/health/ready",
-    summary="Readiness: database up and a model serving",
+    summary="Readiness: database and object storage up, a model serving",
     response_class=JSONResponse,
     responses=_up_or_down(ReadyOut),
 )
 def ready(container: ContainerDep) -> JSONResponse:
-    """Ready for the app's whole journey: the database answers and a model serves /check-image."""
+    """Ready for the app's whole journey: the database and the photo store answer and a model
+    serves /check-image."""
     database_ok = container.db.ping()
-    is_ready = database_ok and container.engine.model is not None
+    objects = ObjectsStateOut(
+        ok=container.objects_ok(), backend="s3" if container.blobs.objects.remote else "local"
+    )
+    is_ready = database_ok and objects.ok and container.engine.model is not None
     database, model = _state(container, database_ok)
-    body = ReadyOut(status="ready" if is_ready else "not_ready", database=database, model=model)
+    body = ReadyOut(
+        status="ready" if is_ready else "not_ready",
+        database=database,
+        model=model,
+        objects=objects,
+    )
     return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
 
 

@@ -17,6 +17,13 @@ class ModelStateOut(BaseModel):
     version: str | None
 
 
+class ObjectsStateOut(BaseModel):
+    """Where photos and model files live: the local folder or an S3-compatible bucket."""
+
+    ok: bool
+    backend: Literal["local", "s3"]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: DatabaseStateOut
@@ -27,6 +34,7 @@ class ReadyOut(BaseModel):
     status: Literal["ready", "not_ready"]
     database: DatabaseStateOut
     model: ModelStateOut
+    objects: ObjectsStateOut
 
 
 class LiveOut(BaseModel):

@@ -1,7 +1,10 @@
 """Failed logins, counted per username and per client address in a sliding window.
 
-Kept in memory (one server process per STORAGE_ROOT); a refusal says how many seconds to wait,
-for a 429 with ``Retry-After``.
+A refusal says how many seconds to wait, for a 429 with ``Retry-After``. The failures are kept
+in memory with SQLite (one server process) and in PostgreSQL with it (store/shared_limits.py),
+so that failures on one API replica count on every other. Attempts still being checked are each
+process's own: across N replicas a burst of parallel guesses may get N times the limit checked
+at once, never more failures than the limit once they are recorded.
 """
 
 from __future__ import annotations
@@ -11,13 +14,56 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Protocol
 
 from allcare.services.cases.throttle import MAX_KEYS
 from allcare.services.errors import TooManyRequests
 
 PENDING = 0  # "full only with attempts still being checked": wait, do not refuse yet
 MAX_WAIT_S = 10.0  # the app's own login timeout: waiting longer helps nobody
+
+
+class FailureLog(Protocol):
+    def recent(self, key: str, window_s: float) -> tuple[int, float]:
+        """Failures inside the window, and seconds until the oldest of them leaves it."""
+        ...
+
+    def record(self, key: str) -> None: ...
+
+    def clear(self, key: str) -> None: ...
+
+
+class MemoryFailureLog:
+    """One process's failures."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def recent(self, key: str, window_s: float) -> tuple[int, float]:
+        if key not in self._failures:
+            return 0, 0.0
+        failures = self._window(key, window_s)
+        if not failures:
+            return 0, 0.0
+        return len(failures), failures[0] + window_s - self._clock()
+
+    def record(self, key: str) -> None:
+        self._failures.setdefault(key, deque()).append(self._clock())
+        self._failures.move_to_end(key)
+        while len(self._failures) > MAX_KEYS:
+            self._failures.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _window(self, key: str, window_s: float) -> deque[float]:
+        failures = self._failures[key]
+        horizon = self._clock() - window_s
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        return failures
 
 
 class FailureThrottle:
@@ -29,12 +75,15 @@ class FailureThrottle:
     """
 
     def __init__(
-        self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        window_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        log: FailureLog | None = None,
     ) -> None:
         self.limit = limit
         self.window_s = window_s
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._log = log or MemoryFailureLog(clock)
         self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -63,28 +112,18 @@ class FailureThrottle:
 
     def clear(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            self._log.clear(key)
 
     def _retry_after(self, key: str) -> int | None:
-        failures: Sequence[float] = self._recent(key) if key in self._failures else ()
-        if len(failures) + self._pending[key] < self.limit:
+        failures, oldest_leaves_in = self._log.recent(key, self.window_s)
+        if failures + self._pending[key] < self.limit:
             return None
-        if len(failures) < self.limit:
+        if failures < self.limit:
             return PENDING
-        return max(1, math.ceil(failures[0] + self.window_s - self._clock()))
+        return max(1, math.ceil(oldest_leaves_in))
 
     def _record(self, key: str) -> None:
-        self._recent(key).append(self._clock())
-        self._failures.move_to_end(key)
-        while len(self._failures) > MAX_KEYS:
-            self._failures.popitem(last=False)
-
-    def _recent(self, key: str) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        horizon = self._clock() - self.window_s
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return failures
+        self._log.record(key)
 
 
 class LoginThrottle:
@@ -105,9 +144,12 @@ class LoginThrottle:
         window_s: float,
         clock: Callable[[], float] = time.monotonic,
         max_wait_s: float = MAX_WAIT_S,
+        logs: tuple[FailureLog, FailureLog] | None = None,
     ) -> None:
-        self._users = FailureThrottle(per_user, window_s, clock)
-        self._addresses = FailureThrottle(per_address, window_s, clock)
+        """``logs``: where the failures per user and per address are kept (memory if None)."""
+        users, addresses = logs or (MemoryFailureLog(clock), MemoryFailureLog(clock))
+        self._users = FailureThrottle(per_user, window_s, clock, users)
+        self._addresses = FailureThrottle(per_address, window_s, clock, addresses)
         self._max_wait_s = max_wait_s
         self._lock = threading.Lock()
         self._waiters: list[asyncio.Future[None]] = []

@@ -12,7 +12,7 @@ from allcare.ml.loading import LoadedModel, load_model
 from allcare.ml.model_file import save_checkpoint
 from allcare.ml.torch_runtime import resolve_torch_device
 from allcare.services.models.options import model_options
-from allcare.store.model_files import StoredModelFile, write_model_file
+from allcare.store.model_files import ModelFiles, StoredModelFile
 
 if TYPE_CHECKING:
     from allcare.ml.model_file import Module
@@ -39,11 +39,8 @@ def save_candidate(
 ) -> SavedCandidate:
     """The checkpoint as ``<version>/model.pt`` (durable, read-only), then loaded back with
     the server's model options: a file that does not load never gets judged."""
-    stored = write_model_file(
-        settings.models_dir,
-        version_id,
-        "model.pt",
-        lambda temp: save_checkpoint(module, architecture, version_id, temp),
+    stored = ModelFiles.of(settings).write(
+        version_id, "model.pt", lambda temp: save_checkpoint(module, architecture, version_id, temp)
     )
     loaded = load_model(settings.models_dir / stored.key, model_options(settings), version_id)
     return SavedCandidate(stored, loaded)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +87,7 @@ class TrainingRun:
             if version.status != Status.TRAINING:
                 raise RuntimeError(f"{self.version_id} is {version.status}, not training")
             version.worker_pid = os.getpid()
+            version.worker_host = socket.gethostname()
             session.commit()
             label_ids = list(
                 session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +39,23 @@ def fail_run(db: Database, version_id: str, reason: str, *, cancelled: bool = Fa
         )
         session.commit()
     return True
+
+
+def fail_silent_runs(db: Database, timeout_s: float) -> list[str]:
+    """Fail the runs whose heartbeat stopped ``timeout_s`` ago: their worker, or the machine it
+    ran on, is gone. Every API replica calls this now and then, so a run never stays
+    ``training`` because the replica that started it was lost too."""
+    horizon = now_utc() - timedelta(seconds=timeout_s)
+    with db.session() as session:
+        silent = [
+            version.id
+            for version in session.scalars(
+                select(ModelVersion).where(ModelVersion.status == Status.TRAINING)
+            )
+            if (version.heartbeat_at or version.started_at or version.created_at) < horizon
+        ]
+    reason = f"the training worker sent no heartbeat for {timeout_s:.0f} s (worker or machine lost)"
+    return [version_id for version_id in silent if fail_run(db, version_id, reason)]
 
 
 def running_version(session: Session) -> ModelVersion | None:

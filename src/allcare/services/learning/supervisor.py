@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +35,13 @@ from allcare.services.learning import config as training_config
 from allcare.services.learning import evaluation_set
 from allcare.services.learning.architecture_choice import base_model
 from allcare.services.learning.outcomes import RunSkipped, RunStarted, SkipReason, Triggered
-from allcare.services.learning.status import RunStatus, fail_run, run_status, running_version
+from allcare.services.learning.status import (
+    RunStatus,
+    fail_run,
+    fail_silent_runs,
+    run_status,
+    running_version,
+)
 from allcare.services.models.deployment import Deployment
 from allcare.services.models.registry import Source, Status, new_version_id
 from allcare.store.db import Database, begin_write, hold_lock
@@ -245,6 +252,9 @@ class TrainingSupervisor:
                 continue
             beat = version.heartbeat_at or version.started_at or version.created_at
             fresh = (now_utc() - beat).total_seconds() < timeout
+            here = version.worker_host in (None, socket.gethostname())
+            if fresh and not here:
+                continue  # another machine's worker: its heartbeat decides (fail_silent)
             if fresh and version.worker_pid and _alive(version.worker_pid):
                 threading.Thread(
                     target=self._watch_orphan,
@@ -257,6 +267,11 @@ class TrainingSupervisor:
                     version.id,
                     "the training worker stopped without finishing (server restart or crash)",
                 )
+
+    def fail_silent(self) -> None:
+        """Runs whose heartbeat stopped are failed (replicas: see status.fail_silent_runs)."""
+        for version_id in fail_silent_runs(self.db, self.settings.training_heartbeat_timeout_s):
+            log.error("Training %s failed: its worker sent no heartbeat", version_id)
 
     def _watch_orphan(self, version_id: str, pid: int) -> None:
         while _alive(pid):

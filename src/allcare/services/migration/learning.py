@@ -37,7 +37,7 @@ from allcare.services.models.registry import (
     set_pointer,
 )
 from allcare.services.principal import is_valid_user_id
-from allcare.store.model_files import copy_model_file
+from allcare.store.model_files import ModelFiles
 from allcare.store.models import AppSetting, Event, ModelVersion, TrainingLabel
 
 STATUSES = {s.value for s in Status}
@@ -98,7 +98,7 @@ class LearningMigration:
             status, error = Status.FAILED.value, "the model file was not found at import"
             self.report.problems.append(f"model {old_id}: its file was not found under AL_Back")
         elif not base.dry_run:
-            stored = copy_model_file(self.settings.models_dir, new_id, path, name="model.pt")
+            stored = ModelFiles.of(self.settings).copy(new_id, path, name="model.pt")
             file_key, sha256, size = stored.key, stored.sha256, stored.size_bytes
         session.add(
             ModelVersion(
@@ -148,7 +148,7 @@ class LearningMigration:
             return True
         if version.file_key is None:
             return False
-        path = self.settings.models_dir / version.file_key
+        path = ModelFiles.of(self.settings).local_path(version.file_key, version.sha256)
         options = ModelOptions("torch", "cpu", 1, self.settings.storage_root / "model-cache")
         try:
             load_model(path, options, version.id)

@@ -22,7 +22,7 @@ from allcare.core.config import ConfigError, Settings
 from allcare.ml.batching import InferenceEngine
 from allcare.ml.loading import LoadedModel
 from allcare.ml.model_source import ModelLoadError, sha256_file
-from allcare.services.errors import Conflict, InvalidInput, NotFound
+from allcare.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from allcare.services.events import EventType, record_event
 from allcare.services.models.registry import (
     Pointer,
@@ -37,7 +37,7 @@ from allcare.services.models.registry import (
     set_pointer,
 )
 from allcare.store.db import Database, begin_write
-from allcare.store.model_files import copy_model_file
+from allcare.store.model_files import ModelFiles
 from allcare.store.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,12 @@ class Deployment:
                 log.warning("No model to serve: set MODEL_PATH or train one with `allcare train`")
                 return None
             version = get_version(session, active)
-            path = model_file(self.settings, version)
+            try:
+                path = model_file(self.settings, version)
+            except Unavailable as exc:
+                raise ConfigError(
+                    f"{exc}. Choose another one with `allcare models activate`"
+                ) from exc
         serving = self.engine.model
         if serving is not None and serving.version == version.id:
             return serving
@@ -158,7 +163,7 @@ class Deployment:
         actor_id: str | None,
     ) -> ModelVersion:
         version_id = new_version_id(session)
-        stored = copy_model_file(self.settings.models_dir, version_id, path)
+        stored = ModelFiles.of(self.settings).copy(version_id, path)
         file_key, sha256, size = stored.key, stored.sha256, stored.size_bytes
         version = ModelVersion(
             id=version_id,

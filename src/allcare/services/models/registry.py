@@ -18,8 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from allcare.core.config import Settings
-from allcare.services.errors import NotFound
+from allcare.services.errors import NotFound, Unavailable
+from allcare.store.model_files import ModelFiles
 from allcare.store.models import Counter, ModelVersion, PointerChange
+from allcare.store.objects import ObjectStoreError
 
 MODEL_NOT_FOUND = "Model not found"
 # ``v`` + the day + a per-day counter of at least three digits: v20261203_001.
@@ -129,9 +131,13 @@ def find_by_sha(session: Session, sha256: str) -> ModelVersion | None:
 
 
 def model_file(settings: Settings, version: ModelVersion) -> Path:
+    """The version's file on this machine, fetched from the object store where it lacks it."""
     if version.file_key is None:
         raise NotFound("Model file not found on disk")
-    return settings.models_dir / version.file_key
+    try:
+        return ModelFiles.of(settings).local_path(version.file_key, version.sha256)
+    except ObjectStoreError as exc:
+        raise Unavailable(f"Model {version.id}'s file cannot be fetched: {exc}") from exc
 
 
 def training_runs_by_status(session: Session) -> dict[str, int]:
