@@ -1,5 +1,6 @@
-"""deploy/allcare.service: systemd accepts it, and the command and environment it gives start a
-server that answers and stops cleanly on systemd's SIGTERM."""
+"""deploy/allcare.service and deploy/allcare-worker.service: systemd accepts them, and the
+server unit's command and environment start a server that answers and stops cleanly on
+systemd's SIGTERM."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "allcare.service"
 
 
-def installed_unit(tmp_path: Path) -> Path:
+def installed_unit(tmp_path: Path, source: Path = UNIT) -> Path:
     """The unit as installed from this checkout (the docs install it in /opt/allcare)."""
-    unit = tmp_path / "allcare.service"
-    unit.write_text(UNIT.read_text().replace("/opt/allcare", str(ROOT)))
+    unit = tmp_path / source.name
+    unit.write_text(source.read_text().replace("/opt/allcare", str(ROOT)))
     return unit
 
 
@@ -34,9 +35,10 @@ def service_lines(unit: Path, key: str) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
-def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["allcare.service", "allcare-worker.service"])
+def test_systemd_accepts_the_unit(tmp_path: Path, name: str) -> None:
     checked = subprocess.run(
-        ["systemd-analyze", "verify", str(installed_unit(tmp_path))],
+        ["systemd-analyze", "verify", str(installed_unit(tmp_path, UNIT.parent / name))],
         capture_output=True,
         text=True,
         timeout=60,
@@ -81,3 +83,12 @@ def test_the_units_command_and_environment_serve_and_stop_on_sigterm(tmp_path: P
     # stop (SIGTERM is a success status for a stopped unit).
     assert server.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in logged
+
+
+def test_the_worker_unit_runs_the_command_the_job_tests_run() -> None:
+    """tests/test_training_jobs.py starts `python -m allcare worker` with these settings."""
+    unit = UNIT.parent / "allcare-worker.service"
+    assert service_lines(unit, "ExecStart") == ["/opt/allcare/.venv/bin/allcare worker"]
+    environment = dict(line.split("=", 1) for line in service_lines(unit, "Environment"))
+    assert environment["TRAINING_QUEUE"] == "procrastinate"
+    assert service_lines(unit, "UMask") == ["0077"]

@@ -79,6 +79,29 @@ class StateCollector(Collector):
         )
         if database_up:
             yield from _learning_loop(container)
+            yield from _job_queue(container)
+
+
+def _job_queue(container: Container) -> Iterator[Metric]:
+    """The job system's queue (TRAINING_QUEUE=procrastinate only)."""
+    state = container.job_queue_state()
+    if state is None:
+        return
+    yield GaugeMetricFamily(
+        "allcare_training_jobs_queued", "Training jobs waiting for a worker", state.queued
+    )
+    yield GaugeMetricFamily(
+        "allcare_training_jobs_running", "Training jobs a worker is executing", state.running
+    )
+    yield GaugeMetricFamily(
+        "allcare_training_workers", "Training workers registered with the job system", state.workers
+    )
+    if state.heartbeat_age_s is not None:
+        yield GaugeMetricFamily(
+            "allcare_training_worker_heartbeat_age_seconds",
+            "Seconds since the freshest training worker heartbeat",
+            state.heartbeat_age_s,
+        )
 
 
 def _batch_sizes(counts: dict[int, int]) -> Metric:

@@ -18,6 +18,7 @@ from allcare.cli.migrate import migrate
 from allcare.cli.models import models_app, train
 from allcare.cli.serve import serve
 from allcare.cli.users import users_app
+from allcare.cli.worker import worker
 from allcare.store.private_files import make_private
 
 app = command_group(
@@ -45,6 +46,7 @@ def _options(
 
 
 app.command()(serve)
+app.command()(worker)
 app.command()(train)
 app.command()(migrate)
 app.command("export-model")(export_model)

@@ -16,6 +16,7 @@ from allcare.container.limits import build_limits
 from allcare.container.store import (
     intent_lease,
     open_blobs,
+    open_job_queue,
     open_store,
     warn_if_readable_by_others,
 )
@@ -31,6 +32,7 @@ from allcare.services.models.options import model_options
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
+from allcare.store.job_queue import QueueState
 from allcare.store.objects import ObjectStoreError
 
 if TYPE_CHECKING:
@@ -110,6 +112,7 @@ class Container:
         _, decode_workers = settings.thread_budget
         decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         deployment = Deployment(db, settings, engine)
+        queue = open_job_queue(settings, db)
         limits = build_limits(settings, db)
         container = cls(
             settings=settings,
@@ -136,7 +139,7 @@ class Container:
                 decode_workers=decode_workers,
             ),
             deployment=deployment,
-            training=TrainingSupervisor(db, settings, deployment),
+            training=TrainingSupervisor(db, settings, deployment, queue),
             access_writer=AccessWriter(db),
             login_throttle=limits.login,
             upload_rate=limits.uploads,
@@ -179,10 +182,23 @@ class Container:
                         self.blobs.recover(lease)
                         self.prune_limits()
                         self.training.fail_silent()
+                        if self.training.queue is not None:
+                            self.training.apply_granted()
                     except Exception:
                         log.exception("Clearing what lost replicas left failed")
 
         threading.Thread(target=follow, name="registry", daemon=True).start()
+
+    def job_queue_state(self) -> QueueState | None:
+        """The job system's queue; None with local training or when it cannot be read (the
+        reason goes to the log)."""
+        if self.training.queue is None:
+            return None
+        try:
+            return self.training.queue.state()
+        except Exception as exc:
+            log.warning("The job system's state cannot be read: %s", exc)
+            return None
 
     def objects_ok(self) -> bool:
         """The photo store answers (readiness); the reason goes to the log."""

@@ -11,6 +11,7 @@ from allcare.core.config import ConfigError, Settings
 from allcare.store.blobs import BlobStore
 from allcare.store.crypto import Sealer
 from allcare.store.db import Database
+from allcare.store.job_queue import JobQueue, JobQueueUnavailable
 from allcare.store.objects import ObjectStoreUnavailable, open_object_store
 from allcare.store.private_files import make_private, wider_than_private
 
@@ -47,6 +48,19 @@ def intent_lease(settings: Settings, db: Database) -> timedelta | None:
     """None where this process is the only writer (SQLite: store/data_lock.py); otherwise the
     age past which an upload's intent is abandoned."""
     return None if db.is_sqlite else timedelta(seconds=settings.blob_intent_lease_s)
+
+
+def open_job_queue(settings: Settings, db: Database) -> JobQueue | None:
+    """The job system training runs go to (TRAINING_QUEUE=procrastinate), its tables in place;
+    None for local training."""
+    if settings.training_queue == "local":
+        return None
+    try:
+        queue = JobQueue(db)
+        queue.ensure_schema()
+    except JobQueueUnavailable as exc:
+        raise ConfigError(str(exc)) from exc
+    return queue
 
 
 def warn_if_readable_by_others(settings: Settings) -> None:

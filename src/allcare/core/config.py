@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     registry_poll_seconds: float = Field(10.0, ge=0.5, le=3600)
     training_threads: int = Field(0, ge=0, le=256)
     training_heartbeat_timeout_s: float = Field(300.0, ge=10)
+    # Where training runs execute: "local" (a child process of the server, the default) or
+    # "procrastinate" (jobs in PostgreSQL, executed by `allcare worker` processes anywhere).
+    training_queue: Literal["local", "procrastinate"] = "local"
     al_default_architecture: str = "efficientnet_lite0"
     al_candidates_top_k: int = Field(5, ge=0, le=10_000)
     al_candidates_include_labeled: bool = False

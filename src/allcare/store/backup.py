@@ -33,7 +33,16 @@ from sqlalchemy import Connection, DateTime, Integer, LargeBinary, Table, func, 
 
 from allcare.core.durable import durable_path
 from allcare.store.db import Database, begin_write, migration_config
-from allcare.store.models import Base, BlobIntent, Counter, Image, ModelVersion, table_of
+from allcare.store.models import (
+    Base,
+    BlobIntent,
+    Counter,
+    Image,
+    LoginFailure,
+    ModelVersion,
+    RateBucket,
+    table_of,
+)
 from allcare.store.objects import (
     ObjectExists,
     ObjectStore,
@@ -46,8 +55,11 @@ FORMAT = "allcare-backup/1"
 MANIFEST = "manifest.json"
 CHUNK_ROWS = 1000
 COPY_BUFFER = 1 << 20
-# Intents name files of uncommitted writes; a restored server has none in flight.
-SKIPPED_TABLES = frozenset({BlobIntent.__tablename__})
+# Intents name files of uncommitted writes; a restored server has none in flight. Failed logins
+# and rate buckets are seconds-to-minutes of request limits, not the clinic's data.
+SKIPPED_TABLES = frozenset(
+    {BlobIntent.__tablename__, LoginFailure.__tablename__, RateBucket.__tablename__}
+)
 
 
 class BackupError(RuntimeError):

@@ -10,6 +10,7 @@ from allcare.api.deps import ContainerDep
 from allcare.api.schemas.health import (
     DatabaseStateOut,
     HealthOut,
+    JobsStateOut,
     LiveOut,
     ModelStateOut,
     ObjectsStateOut,
@@ -49,7 +50,7 @@ def live() -> LiveOut:
 
 @router.get(
     "/health/ready",
-    summary="Readiness: database and object storage up, a model serving",
+    summary="Readiness: database, object storage and job system up, a model serving",
     response_class=JSONResponse,
     responses=_up_or_down(ReadyOut),
 )
@@ -60,15 +61,34 @@ def ready(container: ContainerDep) -> JSONResponse:
     objects = ObjectsStateOut(
         ok=container.objects_ok(), backend="s3" if container.blobs.objects.remote else "local"
     )
-    is_ready = database_ok and objects.ok and container.engine.model is not None
+    jobs = _jobs(container)
+    is_ready = database_ok and objects.ok and jobs.ok and container.engine.model is not None
     database, model = _state(container, database_ok)
     body = ReadyOut(
         status="ready" if is_ready else "not_ready",
         database=database,
         model=model,
         objects=objects,
+        jobs=jobs,
     )
     return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
+
+
+def _jobs(container: ContainerDep) -> JobsStateOut:
+    """A replica with no live worker is still ready (it serves); the counts tell monitoring."""
+    if container.training.queue is None:
+        return JobsStateOut(ok=True, backend="local")
+    state = container.job_queue_state()
+    if state is None:
+        return JobsStateOut(ok=False, backend="procrastinate")
+    return JobsStateOut(
+        ok=True,
+        backend="procrastinate",
+        queued=state.queued,
+        running=state.running,
+        workers=state.workers,
+        heartbeat_age_s=state.heartbeat_age_s,
+    )
 
 
 def _state(container: ContainerDep, database_ok: bool) -> tuple[DatabaseStateOut, ModelStateOut]:

@@ -24,6 +24,17 @@ class ObjectsStateOut(BaseModel):
     backend: Literal["local", "s3"]
 
 
+class JobsStateOut(BaseModel):
+    """Where training runs execute: this server (``local``) or the job system's workers."""
+
+    ok: bool
+    backend: Literal["local", "procrastinate"]
+    queued: int | None = None
+    running: int | None = None
+    workers: int | None = None
+    heartbeat_age_s: float | None = None
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: DatabaseStateOut
@@ -35,6 +46,7 @@ class ReadyOut(BaseModel):
     database: DatabaseStateOut
     model: ModelStateOut
     objects: ObjectsStateOut
+    jobs: JobsStateOut
 
 
 class LiveOut(BaseModel):

@@ -11,23 +11,19 @@ passed the promotion gate is promoted here, in the serving process, after it loa
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc
-from allcare.core.config import Settings, settings_environment
+from allcare.core.config import Settings
 from allcare.ml.optional import needs_torch
-from allcare.services.errors import InvalidInput, NotFound, ServiceError, Unavailable
+from allcare.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from allcare.services.events import EventType, record_event
 from allcare.services.labels import pool as label_pool
 from allcare.services.labels.records import LabelOutcome
@@ -42,9 +38,16 @@ from allcare.services.learning.status import (
     run_status,
     running_version,
 )
+from allcare.services.learning.worker_process import (
+    alive,
+    exit_reason,
+    log_tail,
+    start_worker_process,
+)
 from allcare.services.models.deployment import Deployment
 from allcare.services.models.registry import Source, Status, new_version_id
 from allcare.store.db import Database, begin_write, hold_lock
+from allcare.store.job_queue import JobQueue
 from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
 
 log = logging.getLogger(__name__)
@@ -52,15 +55,13 @@ TRAINING_LOCK = "lock:training"
 CANCEL_GRACE_S = 60.0
 
 
-def worker_log(settings: Settings, version_id: str) -> Path:
-    return settings.models_dir / version_id / "worker.log"
-
-
 @dataclass
 class TrainingSupervisor:
     db: Database
     settings: Settings
     deployment: Deployment
+    queue: JobQueue | None = None
+    """The job system's queue (TRAINING_QUEUE=procrastinate); None runs training locally."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     last_auto_error: str | None = field(default=None, init=False)
@@ -70,8 +71,8 @@ class TrainingSupervisor:
     def trigger(
         self, actor_id: str, architecture: str | None, force: bool, *, automatic: bool = False
     ) -> Triggered:
-        missing = needs_torch("Retraining")
-        if missing:
+        missing = needs_torch("Retraining") if self.queue is None else None
+        if missing:  # a job-system worker has PyTorch; this replica need not
             raise Unavailable(missing)
         with self._lock, self.db.session() as session:
             begin_write(session)
@@ -134,7 +135,10 @@ class TrainingSupervisor:
                 evaluation_set=eval_summary,
             )
             session.commit()
-            self._spawn(version.id)
+            if self.queue is None:
+                self._spawn(version.id)
+            else:
+                self._defer(version.id)
             return RunStarted(
                 version_id=version.id,
                 architecture=base.architecture or "",
@@ -159,16 +163,18 @@ class TrainingSupervisor:
         )
         return session.scalar(query) or 0
 
-    def _spawn(self, version_id: str) -> None:
-        logfile = worker_log(self.settings, version_id)
-        logfile.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ | settings_environment(self.settings)
-        command = [sys.executable, "-m", "allcare.cli.training_worker", version_id]
+    def _defer(self, version_id: str) -> None:
+        assert self.queue is not None
         try:
-            with logfile.open("ab") as output:
-                worker = subprocess.Popen(  # noqa: S603 - our own module and a version id
-                    command, env=env, stdout=output, stderr=subprocess.STDOUT
-                )
+            job = self.queue.defer_training(version_id)
+        except Exception as exc:  # the job system refused: the run must not wait forever
+            self._fail(version_id, f"the job system did not take the run: {exc}")
+            return
+        log.info("Training %s queued as job %d for an `allcare worker`", version_id, job)
+
+    def _spawn(self, version_id: str) -> None:
+        try:
+            worker = start_worker_process(self.settings, version_id)
         except OSError as exc:
             self._fail(version_id, f"the training worker could not start: {exc}")
             return
@@ -184,7 +190,7 @@ class TrainingSupervisor:
         code = worker.wait()
         self._workers.pop(version_id, None)
         try:
-            self.finish(version_id, _exit_reason(code))
+            self.finish(version_id, exit_reason(code))
         except Exception:
             # The database went away meanwhile: the next start-up's reconciliation (or the
             # heartbeat timeout) ends the run instead.
@@ -198,7 +204,7 @@ class TrainingSupervisor:
             if version is None:
                 return
             if version.status == Status.TRAINING:
-                tail = self._log_tail(version_id)
+                tail = log_tail(self.settings, version_id)
                 self._fail(version_id, f"the training worker {exit_reason}{tail}")
                 return
             verdict = (version.evaluation or {}).get("verdict")
@@ -210,6 +216,8 @@ class TrainingSupervisor:
     def _promote_candidate(self, version_id: str) -> None:
         try:
             self.deployment.promote(version_id, None, "passed the promotion gate", automatic=True)
+        except Conflict:
+            return  # another replica applied it first
         except ServiceError as exc:
             log.error("Automatic promotion of %s failed: %s", version_id, exc.detail)
             with self.db.session() as session:
@@ -225,14 +233,6 @@ class TrainingSupervisor:
     def _fail(self, version_id: str, reason: str) -> None:
         if fail_run(self.db, version_id, reason):
             log.error("Training %s failed: %s", version_id, reason)
-
-    def _log_tail(self, version_id: str) -> str:
-        path = worker_log(self.settings, version_id)
-        try:
-            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return ""
-        return f"; last output: {lines[-1][:300]}" if lines else ""
 
     def reconcile(self) -> None:
         """At start-up: runs whose worker is gone are failed; a worker still alive (from before
@@ -255,7 +255,7 @@ class TrainingSupervisor:
             here = version.worker_host in (None, socket.gethostname())
             if fresh and not here:
                 continue  # another machine's worker: its heartbeat decides (fail_silent)
-            if fresh and version.worker_pid and _alive(version.worker_pid):
+            if fresh and version.worker_pid and alive(version.worker_pid):
                 threading.Thread(
                     target=self._watch_orphan,
                     args=(version.id, version.worker_pid),
@@ -268,13 +268,27 @@ class TrainingSupervisor:
                     "the training worker stopped without finishing (server restart or crash)",
                 )
 
+    def apply_granted(self) -> None:
+        """Promotions the gate granted to runs that a job-system worker finished (any replica
+        may apply one; the others then find it done)."""
+        with self.db.session() as session:
+            granted = [
+                version.id
+                for version in session.scalars(
+                    select(ModelVersion).where(ModelVersion.status == Status.EVALUATING)
+                )
+                if (version.evaluation or {}).get("verdict") == "promote"
+            ]
+        for version_id in granted:
+            self.finish(version_id, "")
+
     def fail_silent(self) -> None:
         """Runs whose heartbeat stopped are failed (replicas: see status.fail_silent_runs)."""
         for version_id in fail_silent_runs(self.db, self.settings.training_heartbeat_timeout_s):
             log.error("Training %s failed: its worker sent no heartbeat", version_id)
 
     def _watch_orphan(self, version_id: str, pid: int) -> None:
-        while _alive(pid):
+        while alive(pid):
             time.sleep(2.0)
         self.finish(version_id, "ended while the server was restarting")
 
@@ -329,25 +343,6 @@ class TrainingSupervisor:
     def close(self) -> None:
         """Workers keep running across a server restart; reconcile() picks them up again."""
         self._workers.clear()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def _stop_if_running(worker: subprocess.Popen[bytes]) -> None:
