@@ -15,6 +15,7 @@ from allcare.core.config import Settings
 from allcare.store.models import Case, CaseLabel, Event, Image, ModelVersion, User
 from tests.conftest import ENCRYPTION_KEY, Api
 from tests.legacy_tree import OLD_KEY, OLD_PASSWORD, build_old_server
+from tests.s3_server import S3Server
 
 
 @pytest.fixture
@@ -210,3 +211,37 @@ def test_export_model_writes_a_checked_copy(
     assert (
         run("export-model", "v20260205_001", "--format", "pickle", "--out", str(out)).exit_code == 1
     )
+
+
+@pytest.mark.s3
+def test_a_migration_into_a_bucket_is_served_from_it(
+    old_server,
+    run: Callable[..., object],
+    make_api: Callable[..., Api],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    bucket_url: str,
+    s3_environment: S3Server,
+    tmp_path: Path,
+) -> None:
+    """BLOB_STORE_URL set: the old photos and models go straight into the bucket."""
+    monkeypatch.setenv("BLOB_STORE_URL", bucket_url)
+    result = run("migrate", "--from", str(old_server.root))
+    assert result.exit_code == 0, result.output
+    local = settings.storage_root / "blobs"
+    assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
+
+    # Another machine: nothing local, the same database and bucket.
+    api = make_api(
+        settings.model_copy(
+            update={
+                "blob_store_url": bucket_url,
+                "s3_endpoint_url": s3_environment.endpoint_url,
+                "storage_root": tmp_path / "replica",
+                "inference_runtime": "torch",
+            }
+        )
+    )
+    a = old_server.ids["A"]
+    assert api.client.get(f"/images/user001/{a}.jpg").content == old_server.images[a]
+    assert api.container.engine.model.version == "v20260205_001"

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from allcare.cli.audit import audit_app
-from allcare.cli.backup import backup_command, restore_command
+from allcare.cli.backup import backup_command, move_to_bucket_command, restore_command
 from allcare.cli.common import command_group
 from allcare.cli.errors import one_line
 from allcare.cli.evaluation import evaluation_app
@@ -52,6 +52,7 @@ app.command()(migrate)
 app.command("export-model")(export_model)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.command("move-to-bucket")(move_to_bucket_command)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")

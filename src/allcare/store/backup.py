@@ -101,7 +101,7 @@ def _write_archive(
         with archive.open(f"db/{table.name}.jsonl", "w", force_zip64=True) as handle:
             report.rows[table.name] = _dump_rows(connection, table, handle)
     digests: dict[str, str] = {}
-    for name, key in _referenced_files(connection):
+    for name, key in referenced_files(connection):
         entry = f"files/{name}/{key}"
         try:
             with objects.open(_object_key(name, key)) as source:
@@ -133,7 +133,8 @@ def _dump_rows(connection: Connection, table: Table, handle: IO[bytes]) -> int:
     return count
 
 
-def _referenced_files(connection: Connection) -> Iterator[tuple[str, str]]:
+def referenced_files(connection: Connection) -> Iterator[tuple[str, str]]:
+    """(folder, key) of every photo and model file a committed row points to."""
     for key in connection.scalars(select(Image.blob_key).order_by(Image.id)):
         yield "blobs", key
     models = select(ModelVersion.file_key).where(ModelVersion.file_key.is_not(None))
