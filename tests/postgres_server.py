@@ -25,8 +25,9 @@ def find_pg_bin() -> Path | None:
 
 
 @contextmanager
-def temporary_cluster() -> Iterator[str]:
-    """Yields a server URL; PostgreSQL refuses to run as root, so it runs as 'postgres' then."""
+def temporary_cluster(extra_options: str = "") -> Iterator[str]:
+    """Yields a server URL; PostgreSQL refuses to run as root, so it runs as 'postgres' then.
+    ``extra_options``: more ``-c name=value`` settings (bench/scale.py counts statements)."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL binaries (pg_ctl, initdb) are not installed")
@@ -41,7 +42,7 @@ def temporary_cluster() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off {extra_options}"
     subprocess.run(
         [
             *as_user,

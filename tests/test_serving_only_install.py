@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from allcare.core.config import Settings
 from allcare.ml.model_source import sha256_file
 from allcare.ml.onnx_export import cached_or_exported
+from tests.conftest import Api
 from tests.models import tiny_torchscript
 from tests.no_torch import run_cli, run_python, without_torch
 from tests.photos import sharp_photo
+from tests.s3_server import S3Server, raw_client
 
 PASSWORD = "serving-only-password"
 STDIN = ("--password-stdin",)
@@ -101,3 +107,52 @@ def test_serving_without_torch(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stderr
         assert "needs PyTorch" in done.stderr
         assert "[train] extra" in done.stderr
+
+
+@pytest.mark.s3
+def test_a_replica_without_torch_serves_a_pt_model_exported_by_another_machine(
+    make_api: Callable[..., Api],
+    make_settings: Callable[..., Settings],
+    bucket_url: str,
+    s3_environment: S3Server,
+    tmp_path: Path,
+) -> None:
+    """The machine with PyTorch that registers (or trains) a .pt model publishes its ONNX
+    export beside it in the bucket; a serving-only replica fetches both and serves."""
+    settings = make_settings(
+        model_path=tiny_torchscript(tmp_path / "trained.pt", seed=3),
+        blob_store_url=bucket_url,
+        inference_runtime="onnx",
+    )
+    with_torch = make_api(settings)
+    version = with_torch.client.get("/health").json()["model"]["version"]
+    prefix = bucket_url.split("/", 3)[3]
+    listed = raw_client(s3_environment).list_objects_v2(
+        Bucket=s3_environment.bucket, Prefix=f"{prefix}/models/{version}/"
+    )
+    names = sorted(entry["Key"].rsplit("/", 1)[1] for entry in listed["Contents"])
+    assert "model.pt" in names
+    assert any(name.startswith(".model.pt.") and name.endswith(".onnx") for name in names)
+    assert any(name.endswith(".onnx.json") for name in names)
+
+    env = without_torch(
+        tmp_path / "site",
+        s3_environment.environment()
+        | {
+            "STORAGE_ROOT": str(tmp_path / "replica"),
+            "DATABASE_URL": settings.sqlalchemy_url,
+            "BLOB_STORE_URL": bucket_url,
+            "JWT_SECRET_KEY": "s" * 48,
+            "INFERENCE_RUNTIME": "onnx",
+            "RETRAIN_AUTO": "false",
+        },
+    )
+    added = run_cli(env, "users", "add", "admin1", "--role", "admin", *STDIN, stdin=PASSWORD)
+    assert added.returncode == 0, added.stderr
+    photo = tmp_path / "lesion.jpg"
+    photo.write_bytes(sharp_photo())
+    answer = _journey(env, photo)
+    assert "check" in answer, answer
+    status, body = answer["check"]  # type: ignore[misc]
+    assert status == 200, body
+    assert answer["torch_loaded"] is False

@@ -39,6 +39,7 @@ from allcare.services.models.registry import (
 from allcare.store.db import Database, begin_write
 from allcare.store.model_files import ModelFiles
 from allcare.store.models import ModelVersion
+from allcare.store.objects import ObjectStoreError
 
 log = logging.getLogger(__name__)
 ACTIVATABLE = (Status.PRODUCTION, Status.EVALUATING)
@@ -98,12 +99,24 @@ class Deployment:
         if serving is not None and serving.version == version.id:
             return serving
         try:
-            return self.engine.replace(path, version.id)
+            loaded = self.engine.replace(path, version.id)
         except ModelLoadError as exc:
             raise ConfigError(
                 f"The active model {version.id} does not load: {exc}. Choose another one with "
                 "`allcare models activate VERSION`"
             ) from exc
+        self._publish_exports(version)
+        return loaded
+
+    def _publish_exports(self, version: ModelVersion) -> None:
+        """Exports made while loading go to the object store, for replicas without PyTorch; a
+        failure costs those replicas the export, never this load."""
+        if version.file_key is None:
+            return
+        try:
+            ModelFiles.of(self.settings).publish_exports(version.file_key)
+        except ObjectStoreError as exc:
+            log.warning("The ONNX export of %s was not published: %s", version.id, exc)
 
     def _register_model_path(self, session: Session) -> None:
         path = self.settings.model_path
@@ -134,6 +147,9 @@ class Deployment:
         # The registry's copy has the same bytes: serve the loaded model under its version id.
         self.engine.swap(dataclasses.replace(loaded, version=version.id))
         log.info("MODEL_PATH %s registered as %s (production)", path, version.id)
+        if version.file_key is not None:
+            ModelFiles.of(self.settings).adopt_exports(path, version.file_key)
+            self._publish_exports(version)
 
     def follow_registry(self) -> None:
         """Serve what the registry's active pointer names, when another process (the command
@@ -147,6 +163,7 @@ class Deployment:
         with self._lock:
             try:
                 self.engine.replace(model_file(self.settings, version), version.id)
+                self._publish_exports(version)
             except (ModelLoadError, NotFound) as exc:
                 log.error("Active model %s (set elsewhere) does not load: %s", version.id, exc)
 
@@ -192,6 +209,7 @@ class Deployment:
             self.engine.replace(model_file(self.settings, version), version.id)
         except ModelLoadError as exc:
             raise InvalidInput(f"{failure}: {exc}") from exc
+        self._publish_exports(version)
         try:
             yield
             session.commit()
