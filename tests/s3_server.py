@@ -144,3 +144,18 @@ def raw_client(server: S3Server):  # type: ignore[no-untyped-def]
         aws_secret_access_key=server.secret_key,
         region_name="us-east-1",
     )
+
+
+def bucket_objects(server: S3Server, url: str, under: str = "") -> dict[str, bytes]:
+    """Every object under BLOB_STORE_URL ``url`` (and ``under`` within it), by its key there."""
+    prefix = url.split("/", 3)[3] + "/"
+    client = raw_client(server)
+    found: dict[str, bytes] = {}
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=server.bucket, Prefix=prefix + under
+    )
+    for page in pages:
+        for entry in page.get("Contents", []):
+            body = client.get_object(Bucket=server.bucket, Key=entry["Key"])["Body"].read()
+            found[entry["Key"][len(prefix) :]] = body
+    return found

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,17 @@ import pytest
 
 from allcare.container import open_store
 from allcare.core.config import Settings
-from tests.conftest import PASSWORD, TEST_JWT_SECRET, add_account, stop_training_workers
+from allcare.store.db import Database
+from tests.conftest import (
+    ENCRYPTION_KEY,
+    PASSWORD,
+    TEST_JWT_SECRET,
+    add_account,
+    empty_postgres_database,
+    stop_training_workers,
+)
 from tests.ports import free_port
+from tests.s3_server import S3Server
 
 
 @dataclass
@@ -52,9 +62,7 @@ class Server:
         assert self.process.wait(timeout=30) == -signal.SIGKILL
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        _terminate(self.process)
 
     def client(self, user_id: str) -> httpx.Client:
         client = httpx.Client(base_url=self.url, timeout=60)
@@ -122,10 +130,46 @@ class Worker:
         assert self.process.wait(timeout=30) == -signal.SIGKILL
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def shared_database(postgres_server: str, accounts: dict[str, str]) -> Iterator[str]:
+    """A new, migrated PostgreSQL database with these accounts, as replicas share one."""
+    with empty_postgres_database(postgres_server) as url:
+        db = Database(Settings(database_url=url).sqlalchemy_url)  # type: ignore[call-arg]
+        try:
+            db.migrate()
+            for user_id, role in accounts.items():
+                add_account(db, user_id, role)
+        finally:
+            db.dispose()
+        yield url
+
+
+def replica_environment(database_url: str, bucket_url: str, s3: S3Server) -> dict[str, str]:
+    """What every process of one installation shares past one machine (docs/deployment.md):
+    the database, the bucket and its credentials, the signing secret and the data key."""
+    return {
+        **os.environ,
+        **s3.environment(),
+        "DATABASE_URL": database_url,
+        "BLOB_STORE_URL": bucket_url,
+        "JWT_SECRET_KEY": TEST_JWT_SECRET,
+        "ENCRYPT_STORAGE": "true",
+        "DATA_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "INFERENCE_RUNTIME": "torch",
+        "REGISTRY_POLL_SECONDS": "1",
+        "UPLOAD_RATE_PER_MINUTE": "100000",
+        "LOG_LEVEL": "warning",
+    }

@@ -5,7 +5,6 @@ and ids are shared, and a model change on one reaches the other within REGISTRY_
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,16 +19,12 @@ from allcare.core.config import Settings
 from allcare.store.db import Database
 from allcare.store.models import BlobIntent, Image
 from tests.conftest import (
-    ENCRYPTION_KEY,
     PASSWORD,
-    TEST_JWT_SECRET,
-    add_account,
-    empty_postgres_database,
 )
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
-from tests.s3_server import S3Server, raw_client
-from tests.servers import Server
+from tests.s3_server import S3Server, bucket_objects
+from tests.servers import Server, replica_environment, shared_database
 from tests.uploads import let_intent_leases_pass
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
@@ -47,13 +42,7 @@ class Cluster:
     s3: S3Server
 
     def photo_objects(self) -> set[str]:
-        prefix = self.bucket_url.split("/", 3)[3] + "/blobs/"
-        pages = raw_client(self.s3).get_paginator("list_objects_v2")
-        return {
-            entry["Key"][len(prefix) :]
-            for page in pages.paginate(Bucket=self.s3.bucket, Prefix=prefix)
-            for entry in page.get("Contents", [])
-        }
+        return {key[len("blobs/") :] for key in bucket_objects(self.s3, self.bucket_url, "blobs/")}
 
     def stored(self) -> tuple[set[str], int]:
         """The photo keys the database references, and the intents still open."""
@@ -71,29 +60,13 @@ class Cluster:
 def replicas(
     postgres_server: str, bucket_url: str, s3_environment: S3Server, tmp_path: Path
 ) -> Iterator[Cluster]:
-    with empty_postgres_database(postgres_server) as url:
-        db = Database(Settings(database_url=url).sqlalchemy_url)  # type: ignore[call-arg]
-        db.migrate()
-        for n in range(UPLOADERS):
-            add_account(db, f"gp{n}", "gp")
-        add_account(db, "admin1", "admin")
-        db.dispose()
+    accounts = {f"gp{n}": "gp" for n in range(UPLOADERS)} | {"admin1": "admin"}
+    with shared_database(postgres_server, accounts) as url:
         assets = tmp_path / "assets"
         assets.mkdir()
-        common = {
-            **os.environ,
-            **s3_environment.environment(),
-            "DATABASE_URL": url,
-            "BLOB_STORE_URL": bucket_url,
-            "JWT_SECRET_KEY": TEST_JWT_SECRET,
-            "ENCRYPT_STORAGE": "true",
-            "DATA_ENCRYPTION_KEY": ENCRYPTION_KEY,
-            "INFERENCE_RUNTIME": "torch",
-            "REGISTRY_POLL_SECONDS": "1",
+        common = replica_environment(url, bucket_url, s3_environment) | {
             "LOGIN_MAX_FAILURES": "3",
-            "UPLOAD_RATE_PER_MINUTE": "100000",
             "MODEL_ASSETS_DIR": str(assets),
-            "LOG_LEVEL": "warning",
         }
         a = Server(
             common

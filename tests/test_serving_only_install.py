@@ -17,7 +17,7 @@ from tests.conftest import Api
 from tests.models import tiny_torchscript
 from tests.no_torch import run_cli, run_python, without_torch
 from tests.photos import sharp_photo
-from tests.s3_server import S3Server, raw_client
+from tests.s3_server import S3Server, bucket_objects
 
 PASSWORD = "serving-only-password"
 STDIN = ("--password-stdin",)
@@ -126,11 +126,8 @@ def test_a_replica_without_torch_serves_a_pt_model_exported_by_another_machine(
     )
     with_torch = make_api(settings)
     version = with_torch.client.get("/health").json()["model"]["version"]
-    prefix = bucket_url.split("/", 3)[3]
-    listed = raw_client(s3_environment).list_objects_v2(
-        Bucket=s3_environment.bucket, Prefix=f"{prefix}/models/{version}/"
-    )
-    names = sorted(entry["Key"].rsplit("/", 1)[1] for entry in listed["Contents"])
+    folder = f"models/{version}/"
+    names = [key[len(folder) :] for key in bucket_objects(s3_environment, bucket_url, folder)]
     assert "model.pt" in names
     assert any(name.startswith(".model.pt.") and name.endswith(".onnx") for name in names)
     assert any(name.endswith(".onnx.json") for name in names)

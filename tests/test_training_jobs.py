@@ -1,11 +1,11 @@
 """Training on the job system (TRAINING_QUEUE=procrastinate): a run triggered on replica A is
 executed by an ``allcare worker`` process, its progress read on replica B, promoted there, and
 served by both; a worker SIGKILLed mid-run leaves its run failed within the heartbeat timeout,
-never stuck, and the next run works. PostgreSQL and a real S3 server (SeaweedFS)."""
+never stuck; a run cancelled on B stops on the worker; the next run works. PostgreSQL and a real
+S3 server (SeaweedFS)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,12 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from allcare.core.config import Settings
-from allcare.store.db import Database
-from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, add_account, empty_postgres_database
 from tests.learning import TRAINING, labelled_cases, mobilenet_checkpoint, wait_for_run
 from tests.s3_server import S3Server
-from tests.servers import Server, Worker
+from tests.servers import Server, Worker, replica_environment, shared_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
@@ -38,28 +35,14 @@ class Cluster:
 def cluster(
     postgres_server: str, bucket_url: str, s3_environment: S3Server, tmp_path: Path
 ) -> Iterator[Cluster]:
-    with empty_postgres_database(postgres_server) as url:
-        db = Database(Settings(database_url=url).sqlalchemy_url)  # type: ignore[call-arg]
-        db.migrate()
-        for user, role in (("gp1", "gp"), ("doc1", "doctor"), ("admin1", "admin")):
-            add_account(db, user, role)
-        db.dispose()
-        common = {
-            **os.environ,
-            **s3_environment.environment(),
-            "DATABASE_URL": url,
-            "BLOB_STORE_URL": bucket_url,
-            "JWT_SECRET_KEY": TEST_JWT_SECRET,
-            "ENCRYPT_STORAGE": "true",
-            "DATA_ENCRYPTION_KEY": ENCRYPTION_KEY,
-            "INFERENCE_RUNTIME": "torch",
+    accounts = {"gp1": "gp", "doc1": "doctor", "admin1": "admin"}
+    with shared_database(postgres_server, accounts) as url:
+        common = replica_environment(url, bucket_url, s3_environment) | {
             "TRAINING_QUEUE": "procrastinate",
             "TRAINING_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
             "TRAINING_THREADS": "1",
-            "REGISTRY_POLL_SECONDS": "1",
+            "RETRAIN_MIN_STEPS": "0",  # a run is its epochs: short ones end fast, long ones last
             "RETRAIN_AUTO": "false",
-            "UPLOAD_RATE_PER_MINUTE": "100000",
-            "LOG_LEVEL": "warning",
             "METRICS_TOKEN": METRICS_TOKEN,
         }
         a = Server(
@@ -121,10 +104,7 @@ def test_runs_go_to_the_worker_and_a_lost_worker_never_leaves_one_stuck(
     # SIGKILL the worker mid-run: the run is failed within the heartbeat timeout, not stuck.
     assert admin_a.post("/admin/training-config", json=TRAINING | {"epochs": 60}).status_code == 200
     second = admin_a.post("/admin/retrain/trigger", json={"force": True}).json()["version_id"]
-    deadline = time.monotonic() + 180
-    while _status(admin_b).get("phase") != "training":
-        assert time.monotonic() < deadline, "the second run never started training"
-        time.sleep(0.2)
+    _wait_for_phase(admin_b, "training")
     cluster.worker.kill()
     killed_at = time.monotonic()
     while _model(admin_b, second)["status"] == "training":
@@ -134,13 +114,31 @@ def test_runs_go_to_the_worker_and_a_lost_worker_never_leaves_one_stuck(
     assert lost["status"] == "failed"
     assert "heartbeat" in str(lost["error"])
 
-    # A new worker closes the lost job; the next run works.
+    # A new worker closes the lost job; a run cancelled on B stops on the worker.
     cluster.worker.start()
+    third = admin_b.post("/admin/retrain/trigger", json={"force": True}).json()["version_id"]
+    _wait_for_phase(admin_a, "training")
+    cancelled = admin_b.post("/admin/retrain/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["version_id"] == third
+    wait_for_run(admin_a, timeout=120)
+    stopped = _model(admin_a, third)
+    assert stopped["status"] == "failed"
+    assert "cancelled by admin1" in str(stopped["error"])
+
+    # The next run works.
     assert admin_a.post("/admin/training-config", json=TRAINING | {"epochs": 2}).status_code == 200
-    third = admin_b.post("/admin/retrain/trigger", json={"force": True})
-    assert third.status_code == 200, third.text
+    fourth = admin_b.post("/admin/retrain/trigger", json={"force": True})
+    assert fourth.status_code == 200, fourth.text
     wait_for_run(admin_a, timeout=300)
-    assert _model(admin_a, third.json()["version_id"])["status"] not in ("training", "failed")
+    assert _model(admin_a, fourth.json()["version_id"])["status"] not in ("training", "failed")
+
+
+def _wait_for_phase(admin: httpx.Client, phase: str, within_s: float = 300) -> None:
+    deadline = time.monotonic() + within_s
+    while (status := _status(admin)).get("phase") != phase:
+        assert time.monotonic() < deadline, f"the run never reached {phase}: {status}"
+        time.sleep(0.2)
 
 
 def _status(admin: httpx.Client) -> dict[str, object]:

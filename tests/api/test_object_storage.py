@@ -20,27 +20,14 @@ from allcare.store.objects._s3 import S3Objects
 from tests.conftest import ENCRYPTION_KEY, Api
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
-from tests.s3_server import S3Server, raw_client
+from tests.s3_server import S3Server, bucket_objects
 from tests.uploads import camera, upload
 
 pytestmark = pytest.mark.s3
 
 
 def _bucket_keys(server: S3Server, url: str) -> list[str]:
-    prefix = url.split("/", 3)[3] + "/"
-    pages = raw_client(server).get_paginator("list_objects_v2")
-    keys = []
-    for page in pages.paginate(Bucket=server.bucket, Prefix=prefix):
-        keys += [entry["Key"][len(prefix) :] for entry in page.get("Contents", [])]
-    return sorted(keys)
-
-
-def _read_object(server: S3Server, url: str, key: str) -> bytes:
-    prefix = url.split("/", 3)[3]
-    body: bytes = (
-        raw_client(server).get_object(Bucket=server.bucket, Key=f"{prefix}/{key}")["Body"].read()
-    )
-    return body
+    return sorted(bucket_objects(server, url))
 
 
 def test_a_camera_photo_is_sealed_in_the_bucket_and_served_back(
@@ -57,7 +44,7 @@ def test_a_camera_photo_is_sealed_in_the_bucket_and_served_back(
     photos = [key for key in _bucket_keys(s3_environment, bucket_url) if key.startswith("blobs/")]
     assert len(photos) == 1
     assert photos[0].endswith(".enc")
-    sealed = _read_object(s3_environment, bucket_url, photos[0])
+    sealed = bucket_objects(s3_environment, bucket_url)[photos[0]]
     assert photo[:64] not in sealed
     assert photo[-64:] not in sealed
     local = clinic.container.settings.storage_root / "blobs"
@@ -84,7 +71,7 @@ def test_model_files_go_to_the_bucket_and_a_new_machine_fetches_and_checks_them(
     version = first.client.get("/health").json()["model"]["version"]
     key = f"models/{version}/model.pt"
     assert key in _bucket_keys(s3_environment, bucket_url)
-    assert _read_object(s3_environment, bucket_url, key) == model.read_bytes()
+    assert bucket_objects(s3_environment, bucket_url)[key] == model.read_bytes()
 
     # Another machine: its own (empty) STORAGE_ROOT, the same database and bucket.
     elsewhere = make_settings(

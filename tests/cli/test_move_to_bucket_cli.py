@@ -17,7 +17,7 @@ from allcare.core.config import Settings
 from tests.conftest import ENCRYPTION_KEY, TEST_JWT_SECRET, Api
 from tests.models import tiny_torchscript
 from tests.photos import sharp_photo
-from tests.s3_server import S3Server, raw_client
+from tests.s3_server import S3Server, bucket_objects, raw_client
 from tests.uploads import camera, upload
 
 pytestmark = pytest.mark.s3
@@ -37,17 +37,6 @@ def _command(settings: Settings, bucket_url: str, s3: S3Server) -> tuple[list[st
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
     }
     return [sys.executable, "-m", "allcare", "move-to-bucket"], env
-
-
-def _keys(s3: S3Server, bucket_url: str) -> dict[str, bytes]:
-    prefix = bucket_url.split("/", 3)[3] + "/"
-    client = raw_client(s3)
-    found = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            body = client.get_object(Bucket=s3.bucket, Key=entry["Key"])["Body"].read()
-            found[entry["Key"][len(prefix) :]] = body
-    return found
 
 
 def test_a_killed_move_resumes_and_the_clinic_then_serves_from_the_bucket(
@@ -81,12 +70,12 @@ def test_a_killed_move_resumes_and_the_clinic_then_serves_from_the_bucket(
     command, env = _command(settings, bucket_url, s3_environment)
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not _keys(s3_environment, bucket_url) and first.poll() is None:
+    while not bucket_objects(s3_environment, bucket_url) and first.poll() is None:
         assert time.monotonic() < deadline, "nothing was copied"
         time.sleep(0.01)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    copied_before = len(_keys(s3_environment, bucket_url))
+    copied_before = len(bucket_objects(s3_environment, bucket_url))
     assert copied_before >= 1
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -94,7 +83,7 @@ def test_a_killed_move_resumes_and_the_clinic_then_serves_from_the_bucket(
     assert f"{PHOTOS + 1} files in" in again.stdout
     assert "sha256-checked" in again.stdout
     assert f"{copied_before} already there" in again.stdout  # verified, not copied again
-    assert _keys(s3_environment, bucket_url) == local  # every object, byte for byte
+    assert bucket_objects(s3_environment, bucket_url) == local  # every object, byte for byte
 
     served = make_api(
         settings.model_copy(

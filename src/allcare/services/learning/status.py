@@ -15,13 +15,23 @@ from allcare.store.db import Database, begin_write
 from allcare.store.models import ModelVersion
 
 
-def fail_run(db: Database, version_id: str, reason: str, *, cancelled: bool = False) -> bool:
+def fail_run(
+    db: Database,
+    version_id: str,
+    reason: str,
+    *,
+    cancelled: bool = False,
+    unless_started: bool = False,
+) -> bool:
     """Mark a run that is still ``training`` as failed (or cancelled) with its reason, and
-    record the event. False if the run had already ended (nothing changes then)."""
+    record the event. False if the run had already ended (nothing changes then), or, with
+    ``unless_started``, if a worker has taken it meanwhile (it then stops on its own)."""
     with db.session() as session:
         begin_write(session)
         version = session.get(ModelVersion, version_id, with_for_update=True)
         if version is None or version.status != Status.TRAINING:
+            return False
+        if unless_started and version.worker_pid is not None:
             return False
         version.status = Status.FAILED.value
         version.error = reason
@@ -52,7 +62,9 @@ def fail_silent_runs(db: Database, timeout_s: float) -> list[str]:
             for version in session.scalars(
                 select(ModelVersion).where(ModelVersion.status == Status.TRAINING)
             )
-            if (version.heartbeat_at or version.started_at or version.created_at) < horizon
+            # A run no worker has taken yet (queued) sends no heartbeat: it waits, cancellable.
+            if version.worker_pid is not None
+            and (version.heartbeat_at or version.started_at or version.created_at) < horizon
         ]
     reason = f"the training worker sent no heartbeat for {timeout_s:.0f} s (worker or machine lost)"
     return [version_id for version_id in silent if fail_run(db, version_id, reason)]

@@ -106,7 +106,7 @@ class TrainingSupervisor:
                 base_version=base.id,
                 training_config=config,
                 metrics={},
-                progress={"phase": "starting", "fraction": 0.0},
+                progress={"phase": "starting" if self.queue is None else "queued", "fraction": 0.0},
                 eval_set=eval_set,
                 triggered_by=actor_id,
                 started_at=now_utc(),
@@ -305,6 +305,14 @@ class TrainingSupervisor:
             running.progress = (running.progress or {}) | {"cancel_requested_by": actor_id}
             session.commit()
             version_id = running.id
+        if self.queue is not None:  # still waiting for a worker: it ends now
+            fail_run(
+                self.db,
+                version_id,
+                f"cancelled by {actor_id} before a worker took it",
+                cancelled=True,
+                unless_started=True,
+            )
         worker = self._workers.get(version_id)
         if worker is not None:
             timer = threading.Timer(CANCEL_GRACE_S, _stop_if_running, args=(worker,))
