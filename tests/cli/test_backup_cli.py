@@ -263,3 +263,31 @@ def test_a_backup_restores_into_a_bucket_and_backs_up_from_it(
             json.loads(first.read("manifest.json"))["files"]
             == json.loads(second.read("manifest.json"))["files"]
         )
+
+
+@pytest.mark.parametrize(
+    "entry", ["files/blobs/../../escaped.jpg", "files/other/x.jpg", "files/blobs//x.jpg"]
+)
+def test_an_archive_naming_a_file_outside_its_folders_is_refused(
+    clinic: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target_url: str, entry: str
+) -> None:
+    source = clinic.container.settings
+    archive, hostile = tmp_path / "clinic.zip", tmp_path / "hostile.zip"
+    assert cli(monkeypatch, source, "backup", "--out", str(archive)).exit_code == 0
+    with zipfile.ZipFile(archive) as good, zipfile.ZipFile(hostile, "w") as bad:
+        manifest = json.loads(good.read("manifest.json"))
+        first = next(name for name in manifest["files"] if name.startswith("files/blobs/"))
+        manifest["files"] = {entry: manifest["files"][first]}
+        for item in good.infolist():
+            if item.filename == "manifest.json":
+                bad.writestr("manifest.json", json.dumps(manifest))
+            elif item.filename == first:
+                bad.writestr(entry, good.read(item))
+            else:
+                bad.writestr(item, good.read(item))
+    restored_settings = elsewhere(source, tmp_path / "restored", target_url)
+    result = cli(monkeypatch, restored_settings, "restore", str(hostile))
+    assert result.exit_code == 1
+    assert "outside its folders" in result.output or "leaves its folder" in result.output
+    assert not (tmp_path / "escaped.jpg").exists()
+    assert not (tmp_path / "restored" / "escaped.jpg").exists()
