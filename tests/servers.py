@@ -35,6 +35,8 @@ class Server:
     """``allcare serve`` in a child process, started again on the same data after a kill."""
 
     env: dict[str, str]
+    args: tuple[str, ...] = ()
+    log: Path | None = None
     url: str = ""
     process: subprocess.Popen[bytes] | None = None
 
@@ -42,9 +44,10 @@ class Server:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = self.env | {"BACKSERVER_HOST": "127.0.0.1", "BACKSERVER_PORT": str(port)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "allcare", "serve"], env=env, stderr=subprocess.DEVNULL
-        )
+        with self.log.open("ab") if self.log else open(os.devnull, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "allcare", "serve", *self.args], env=env, stderr=output
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "the server exited during start-up"
@@ -74,6 +77,30 @@ class Server:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+
+def child_pids(parent: int, command_part: str = "") -> set[int]:
+    """The live processes whose parent is ``parent`` and whose command line holds
+    ``command_part`` (from /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z" and command_part in command:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's end may go unreaped here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ model, training and the access audit read from the container at each scrape."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -12,6 +13,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from allcare.container import Container
@@ -24,17 +26,25 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 class AppMetrics:
     """Prometheus collectors per app (tests run many apps in one process; prometheus_client's
-    global registry would clash)."""
+    global registry would clash).
+
+    Under ``allcare serve --workers N`` (PROMETHEUS_MULTIPROC_DIR set by the parent) request
+    latency is summed over the processes by prometheus_client's multiprocess mode, whichever
+    process answers the scrape; the state gauges are that process's.
+    """
 
     def __init__(self, container: Callable[[], Container]) -> None:
         self.collectors = CollectorRegistry()
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.latency = Histogram(
             "allcare_http_request_duration_seconds",
             "Time from request to the end of the answer, by route template and status",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.collectors,
+            registry=None if shared else self.collectors,
         )
+        if shared:
+            MultiProcessCollector(self.collectors, shared)
         self.collectors.register(StateCollector(container))
 
 

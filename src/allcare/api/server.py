@@ -137,13 +137,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The one uvicorn configuration: ``allcare serve`` and the tests' live servers."""
-    limits = HttpLimits(
+class ProcessHttpProtocol(GuardedHttpProtocol):
+    """The protocol of ``allcare serve --workers N``'s processes. uvicorn hands its
+    configuration to them by pickling, so the protocol travels by name; each process sets
+    ``limits`` from its settings before it serves (api/server_processes.py)."""
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
         max_header_bytes=settings.http_max_header_bytes,
         header_timeout_s=settings.http_header_timeout_s,
         body_idle_timeout_s=settings.http_body_idle_timeout_s,
     )
+
+
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The one uvicorn configuration: ``allcare serve`` and the tests' live servers."""
+    limits = http_limits(settings)
     protocol = type("ConfiguredHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
     options: dict[str, Any] = {
         "host": settings.backserver_host,

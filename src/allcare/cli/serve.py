@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Annotated
 
+import typer
 import uvicorn
 
 from allcare.api.app import create_app
 from allcare.api.server import uvicorn_config
+from allcare.api.server_processes import serve_processes
 from allcare.cli.common import data_settings, fail
 from allcare.container import Container
 from allcare.core.config import ConfigError
@@ -15,7 +18,18 @@ from allcare.core.logging import configure_logging
 from allcare.store.data_lock import single_writer
 
 
-def serve() -> None:
+def serve(
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes on this machine's port (PostgreSQL only; each loads the "
+            "model and gets its share of the cores).",
+        ),
+    ] = 1,
+) -> None:
     """Run the API server on BACKSERVER_HOST:BACKSERVER_PORT.
 
     Configured by environment variables only: STORAGE_ROOT (data, default ./storage),
@@ -29,7 +43,14 @@ def serve() -> None:
     with ExitStack() as held:
         try:
             held.enter_context(single_writer(settings, "serving"))
-            container = Container.start(settings)
+            if workers > 1:
+                Container.prepare(settings)
+            else:
+                container = Container.start(settings)
         except ConfigError as exc:
             raise fail(str(exc)) from exc
-        uvicorn.Server(uvicorn_config(create_app(settings, container=container), settings)).run()
+        if workers > 1:
+            serve_processes(settings, workers)
+        else:
+            app = create_app(settings, container=container)
+            uvicorn.Server(uvicorn_config(app, settings)).run()

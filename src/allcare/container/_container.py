@@ -70,8 +70,25 @@ class Container:
     )
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
 
+    @staticmethod
+    def prepare(settings: Settings) -> None:
+        """The start-up steps that belong to the whole data directory, run once before
+        ``allcare serve --workers N`` starts its processes with ``start(prepared=True)``: the
+        schema, what interrupted writes left, the users file."""
+        _shared_database(settings)
+        db, sealer = open_store(settings)
+        try:
+            sweep_partials(settings.storage_root)
+            open_blobs(settings, db, sealer).recover(intent_lease(settings, db))
+            import_users_file(settings, db)
+            hint_if_no_accounts(db)
+        finally:
+            db.dispose()
+
     @classmethod
-    def start(cls, settings: Settings) -> Container:
+    def start(cls, settings: Settings, *, prepared: bool = False) -> Container:
+        """``prepared``: one of several processes on this data directory (PostgreSQL only),
+        after ``prepare``; it leaves the shared files and other processes' runs alone."""
         # ML imports are deferred so account commands of the CLI start without loading torch.
         from allcare.ml.batching import InferenceEngine
         from allcare.ml.photo import PhotoLimits
@@ -92,13 +109,16 @@ class Container:
             settings.jwt_algorithm,
             timedelta(hours=settings.jwt_expiration_hours),
         )
+        if prepared:
+            _shared_database(settings)
         db, sealer = open_store(settings)
         warn_if_readable_by_others(settings)
-        # One process per STORAGE_ROOT (store/data_lock.py): what a crash left is nobody's.
-        sweep_partials(settings.storage_root)
+        if not prepared:
+            # One process per STORAGE_ROOT (store/data_lock.py): what a crash left is nobody's.
+            sweep_partials(settings.storage_root)
         try:
             blobs = open_blobs(settings, db, sealer)
-            blobs.recover(intent_lease(settings, db))
+            blobs.recover(intent_lease(settings, db))  # with a lease when others write too
         except BaseException:
             db.dispose()
             raise
@@ -148,14 +168,20 @@ class Container:
             authenticator=Authenticator(db, parallel=settings.thread_budget[0]),
         )
         try:
-            import_users_file(settings, db)
+            if not prepared:
+                import_users_file(settings, db)
             model = deployment.serve_at_start()
-            container.training.reconcile()
+            if prepared:  # a sibling's runs are its own: only a stopped heartbeat ends them
+                container.training.fail_silent()
+                container.training.apply_granted()
+            else:
+                container.training.reconcile()
         except BaseException:
             container.close()
             raise
         container._follow_registry()
-        hint_if_no_accounts(db)
+        if not prepared:
+            hint_if_no_accounts(db)
         log.info(
             "AllCare Server ready: database %s, storage %s, objects %s, encryption %s, model %s",
             "sqlite" if db.is_sqlite else "postgresql",
@@ -182,8 +208,7 @@ class Container:
                         self.blobs.recover(lease)
                         self.prune_limits()
                         self.training.fail_silent()
-                        if self.training.queue is not None:
-                            self.training.apply_granted()
+                        self.training.apply_granted()  # a run whose process lost its server
                     except Exception:
                         log.exception("Clearing what lost replicas left failed")
 
@@ -216,6 +241,14 @@ class Container:
         self.engine.close()
         self.decode_pool.shutdown(wait=True)
         self.db.dispose()
+
+
+def _shared_database(settings: Settings) -> None:
+    if settings.uses_sqlite:
+        raise ConfigError(
+            "Several server processes (--workers) need PostgreSQL (DATABASE_URL=postgresql://"
+            "...): SQLite has one writer, so run one `allcare serve` without --workers"
+        )
 
 
 def _one_blas_thread() -> None:

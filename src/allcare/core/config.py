@@ -162,6 +162,10 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def uses_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
     def database_display(self) -> str:
         """The database for people: a SQLite file's absolute path, or the URL without password."""
         from sqlalchemy.engine import make_url

@@ -12,7 +12,8 @@ from pythonjsonlogger.json import JsonFormatter
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-_JSON_FIELDS = ["levelname", "name", "message", "request_id"]
+# The pid tells apart the processes of `allcare serve --workers N`, which share one log.
+_JSON_FIELDS = ["levelname", "name", "message", "request_id", "process"]
 
 
 class RequestIdFilter(logging.Filter):
@@ -44,7 +45,7 @@ def configure_logging(level: str, style: Literal["json", "text"]) -> None:
         handler.setFormatter(
             JsonFormatter(
                 _JSON_FIELDS,
-                rename_fields={"levelname": "level", "name": "logger"},
+                rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
                 timestamp="time",
             )
         )

@@ -269,8 +269,9 @@ class TrainingSupervisor:
                 )
 
     def apply_granted(self) -> None:
-        """Promotions the gate granted to runs that a job-system worker finished (any replica
-        may apply one; the others then find it done)."""
+        """Promotions the gate granted to runs whose process ended away from the server that
+        started it (a job-system worker, or a sibling process that died): any replica may apply
+        one; the others then find it done."""
         with self.db.session() as session:
             granted = [
                 version.id

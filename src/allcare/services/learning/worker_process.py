@@ -4,7 +4,6 @@ end says about the run."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -12,8 +11,7 @@ import sys
 from pathlib import Path
 
 from allcare.core.config import Settings, settings_environment
-
-PR_SET_PDEATHSIG = 1
+from allcare.core.processes import die_with_parent
 
 
 def worker_log(settings: Settings, version_id: str) -> Path:
@@ -36,12 +34,8 @@ def start_worker_process(
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if dies_with_parent else None,
+            preexec_fn=die_with_parent if dies_with_parent else None,
         )
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def exit_reason(code: int) -> str:

@@ -36,12 +36,13 @@ from allcare.services.models.registry import (
     production_history,
     set_pointer,
 )
-from allcare.store.db import Database, begin_write
+from allcare.store.db import Database, begin_write, hold_lock
 from allcare.store.model_files import ModelFiles
 from allcare.store.models import ModelVersion
 from allcare.store.objects import ObjectStoreError
 
 log = logging.getLogger(__name__)
+MODEL_PATH_LOCK = "lock:model-path"
 ACTIVATABLE = (Status.PRODUCTION, Status.EVALUATING)
 NOT_PROMOTABLE = (Status.FAILED, Status.TRAINING)
 
@@ -123,13 +124,18 @@ class Deployment:
         assert path is not None
         if not path.is_file():
             raise ConfigError(f"MODEL_PATH: model file {path} does not exist")
-        if find_by_sha(session, sha256_file(path)) is not None:
+        sha = sha256_file(path)
+        if find_by_sha(session, sha) is not None:
             return
         try:
             loaded = self.engine.replace(path, "MODEL_PATH")
         except ModelLoadError as exc:
             raise ConfigError(f"MODEL_PATH: {exc}") from exc
         begin_write(session)
+        hold_lock(session, MODEL_PATH_LOCK)  # processes starting together register it once
+        if find_by_sha(session, sha) is not None:
+            session.rollback()
+            return
         version = self._register(session, path, Source.MODEL_PATH, Status.EVALUATING, None)
         version.architecture = self._architecture()
         previous = pointer(session, Pointer.PRODUCTION)
