@@ -11,6 +11,7 @@ from allcare.api.schemas.cases import (
     CaseListOut,
     CaseLoggedOut,
     CaseLogIn,
+    CaseRecordOut,
     CaseUpdatedOut,
     CaseUpdateIn,
     RejectCaseIn,
@@ -51,7 +52,7 @@ def release_case_id(
     """Give back an id the GP allocated but never used (no photo, no decision); any other
     answers `status: skipped` with the reason."""
     note(request, resource=f"case:{body.case_id[:40]}")  # whose it is: the audit looks it up
-    return ReleaseIdOut(**cases.release(principal, body.case_id))
+    return ReleaseIdOut.of(cases.release(principal, body.case_id))
 
 
 @router.get(
@@ -68,7 +69,7 @@ def list_cases(
     status: Annotated[str | None, Query(max_length=64)] = None,
     include_uncertain: bool = True,
     include_rejected: bool = True,
-) -> dict[str, object]:
+) -> CaseListOut:
     """Newest first. A GP sees only their own cases; doctors and admins see every GP's."""
     records = cases.list_records(
         principal,
@@ -78,7 +79,7 @@ def list_cases(
         include_rejected=include_rejected,
     )
     note(request, resource=f"cases:{len(records)}", owner=_scope(principal))
-    return {"cases": records}
+    return CaseListOut(cases=[CaseRecordOut.from_record(record) for record in records])
 
 
 def _note_target(request: Request, case_id: str) -> None:

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict
 from allcare.api.audit import note
 from allcare.api.deps import CameraPrincipalDep, ContainerDep
 from allcare.api.schemas.common import Prediction, errors
-from allcare.services.cases.photo_checks import uploader_key
+from allcare.services.cases.photo_checks import PhotoChecked, uploader_key
+from allcare.services.principal import Principal
 
 router = APIRouter(tags=["images"])
 
@@ -50,6 +51,29 @@ class CheckImageOut(BaseModel):
     user_role: str | None
     model_version: str
 
+    @classmethod
+    def of(cls, checked: PhotoChecked, principal: Principal) -> CheckImageOut:
+        if checked.sharp:
+            message = "Image processed"
+        else:
+            message = (
+                f"Image is too blurry (score={checked.blur_score:.2f}, "
+                f"threshold={checked.blur_threshold})"
+            )
+        return cls(
+            status="success" if checked.sharp else "fail",
+            message=message,
+            blur_score=round(checked.blur_score, 2),
+            predictions=[
+                Prediction(label=p.label, confidence=p.confidence) for p in checked.predictions
+            ],
+            image_id=checked.image_id,
+            case_id=str(checked.case_id) if checked.case_id is not None else None,
+            user_id=principal.user_id,
+            user_role=principal.role.value,
+            model_version=checked.model_version,
+        )
+
 
 @router.post(
     "/check-image",
@@ -64,7 +88,7 @@ async def check_image(
     file: Annotated[UploadFile, File()],
     case_id: Annotated[str | None, Query(max_length=64)] = None,
     predict_only: bool = False,
-) -> dict[str, object]:
+) -> CheckImageOut:
     """Blur check and classification; a sharp photo is stored with its case unless predict_only.
     A blurry photo answers 200 with ``status: "fail"`` (the app's retake dialog), stored nowhere.
     Each user may send UPLOAD_RATE_PER_MINUTE photos a minute (bursts as large), counted apart
@@ -75,10 +99,10 @@ async def check_image(
     uploader = uploader_key(principal, address)
     container.upload_rate.check(uploader)
     data = await file.read()
-    answer = await container.photo_checks.check(principal, data, case_id, predict_only, uploader)
-    if answer["status"] == "success" and not predict_only:
-        note(request, resource=f"image:{answer['image_id']}", owner=principal.user_id)
+    checked = await container.photo_checks.check(principal, data, case_id, predict_only, uploader)
+    if checked.sharp and not predict_only:
+        note(request, resource=f"image:{checked.image_id}", owner=principal.user_id)
     else:
-        target = f"case:{answer['case_id']}" if answer["case_id"] else "photo:not stored"
+        target = f"case:{checked.case_id}" if checked.case_id is not None else "photo:not stored"
         note(request, resource=target, owner=principal.user_id)
-    return answer
+    return CheckImageOut.of(checked, principal)

@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
-from allcare.api.schemas.cases import CaseRecordOut
+from allcare.api.schemas.cases import CaseRecordOut, record_fields
 from allcare.ml.active_learning import StrategyLiteral, StrategyName
-from allcare.services.learning.candidate_query import Candidates
+from allcare.services.learning.candidate_query import Candidate, CandidatePhoto, Candidates
 
 MAX_TOP_K = 1000
 
@@ -65,6 +65,32 @@ class CandidateOut(CaseRecordOut):
     selection_reason: str
     evaluation_case: bool
 
+    @classmethod
+    def from_candidate(cls, candidate: Candidate) -> CandidateOut:
+        fields = record_fields(candidate.record)
+        if candidate.photos is not None:
+            fields["images"] = [_photo(photo) for photo in candidate.photos]
+        fields["margin"] = candidate.margin
+        fields["prediction_margin"] = candidate.prediction_margin
+        fields["uncertainty_score"] = candidate.uncertainty_score
+        fields["mel_probability"] = candidate.mel_probability
+        fields["selection_reason"] = candidate.selection_reason
+        fields["evaluation_case"] = candidate.evaluation_case
+        return cls.model_validate(fields)
+
+
+def _photo(photo: CandidatePhoto) -> dict[str, Any]:
+    """A photo entry as the legacy answer had it: its predictions only when it has them."""
+    entry: dict[str, Any] = {"path": photo.path, "image_id": photo.image_id}
+    if photo.predictions is not None:
+        entry["predictions"] = [
+            {"label": p.label, "confidence": p.confidence} for p in photo.predictions
+        ]
+        entry["blur_score"] = photo.blur_score
+        entry["status"] = "success"
+        entry["model_version"] = photo.model_version
+    return entry
+
 
 class SafeguardOut(BaseModel):
     quota: float
@@ -86,7 +112,7 @@ class CandidatesOut(BaseModel):
     @classmethod
     def of(cls, found: Candidates) -> CandidatesOut:
         return cls(
-            candidates=[CandidateOut.model_validate(record) for record in found.candidates],
+            candidates=[CandidateOut.from_candidate(candidate) for candidate in found.candidates],
             total_candidates=len(found.candidates),
             evaluation_share=found.evaluation_share,
             evaluation_candidates=found.evaluation_candidates,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,9 @@ from allcare.api.schemas.common import (
     ShortText,
     StatusText,
 )
+from allcare.core.clock import utc_time, wire_time
+from allcare.services.cases.listing import CaseRecord
+from allcare.services.cases.records import Released
 
 ImageDecisions = Annotated[dict[IdText, ShortText], Field(max_length=64)]
 
@@ -102,6 +105,12 @@ class ReleaseIdOut(BaseModel):
     reason: str | None = None
     case_id: str | None = None
 
+    @classmethod
+    def of(cls, released: Released) -> Self:
+        if released.skipped is not None:
+            return cls(status="skipped", reason=released.skipped.value)
+        return cls(status="ok", case_id=str(released.case_id))
+
 
 class CaseLoggedOut(BaseModel):
     model_config = ConfigDict(
@@ -142,6 +151,41 @@ class CaseRecordOut(BaseModel):
     isLabeled: bool
     correct_label: str | None
     selected_prediction_index: int | None
+
+    @classmethod
+    def from_record(cls, record: CaseRecord) -> Self:
+        return cls.model_validate(record_fields(record))
+
+
+def record_fields(record: CaseRecord) -> dict[str, Any]:
+    """The record in the legacy server's key order: the fields every record has, what the app
+    stored, the expert labels, then the server's own."""
+    fields: dict[str, Any] = {
+        "case_id": str(record.case_id),
+        "user_id": record.owner_id,
+        "user_role": record.owner_role,
+        "image_id": None,
+        "blur_score": None,
+        "device": None,
+        "predictions": [],
+        "status": record.status,
+        "entry_type": record.entry_type,
+        "gender": None,
+        "age": None,
+        "location": None,
+        "symptoms": [],
+        "notes": None,
+        "image_paths": [],
+        "isLabeled": False,
+        "selected_prediction_index": None,
+        "correct_label": None,
+    }
+    fields.update(record.document)
+    fields.update(record.labels)
+    fields["image_ids"] = list(record.image_ids)
+    fields["received_at"] = utc_time(record.decided_at)  # additive: with its offset
+    fields["updated_at"] = wire_time(record.updated_at)
+    return fields
 
 
 class CaseListOut(BaseModel):

@@ -21,9 +21,10 @@ import numpy as np
 from allcare.core.batch_worker import QueueFull
 from allcare.core.fair_limiter import FairLimiter
 from allcare.ml.batching import InferenceEngine, NoModel, Prediction
-from allcare.ml.classes import CLASS_NAMES
 from allcare.ml.photo import CheckedPhoto, PhotoLimits, PhotoRejected, RejectReason, check_photo
 from allcare.services.cases.images import ImageService, PendingUpload, PhotoToStore
+from allcare.services.cases.predictions import Prediction as RankedPrediction
+from allcare.services.cases.predictions import ranked
 from allcare.services.cases.records import CaseService, parse_case_id
 from allcare.services.errors import (
     InvalidInput,
@@ -61,10 +62,18 @@ def uploader_key(principal: Principal, address: str | None) -> str:
     return f"header:{address or '-'}:{principal.user_id}"
 
 
-def ranked_predictions(probabilities: list[float]) -> list[dict[str, Any]]:
-    """All classes, highest confidence first: the app takes the first as the diagnosis."""
-    pairs = sorted(zip(CLASS_NAMES, probabilities, strict=True), key=lambda p: -p[1])
-    return [{"label": label, "confidence": confidence} for label, confidence in pairs]
+@dataclass(frozen=True)
+class PhotoChecked:
+    """A photo's answer. A blurry photo (``sharp`` false) is classified but stored nowhere;
+    ``case_id`` is None when nothing was stored and no case was named."""
+
+    sharp: bool
+    blur_score: float
+    blur_threshold: float
+    predictions: tuple[RankedPrediction, ...]
+    image_id: str
+    case_id: int | None
+    model_version: str
 
 
 @dataclass
@@ -95,7 +104,7 @@ class PhotoCheckService:
         case_id_text: str | None,
         predict_only: bool,
         uploader: str,
-    ) -> dict[str, Any]:
+    ) -> PhotoChecked:
         case_id = parse_case_id(case_id_text) if case_id_text else None
         if self.engine.model is None:
             raise Unavailable(MODEL_NOT_LOADED)
@@ -110,21 +119,15 @@ class PhotoCheckService:
             image_id, stored_case = upload.image_id, upload.case_id
         else:
             prediction = await _awaited(pending)
-        probabilities = [float(p) for p in prediction.probabilities]
-        return {
-            "status": "success" if sharp else "fail",
-            "message": "Image processed"
-            if sharp
-            else f"Image is too blurry (score={photo.blur_score:.2f}, "
-            f"threshold={self.blur_threshold})",
-            "blur_score": round(photo.blur_score, 2),
-            "predictions": ranked_predictions(probabilities),
-            "image_id": image_id,
-            "case_id": str(stored_case) if stored_case is not None else None,
-            "user_id": principal.user_id,
-            "user_role": principal.role.value,
-            "model_version": prediction.model_version,
-        }
+        return PhotoChecked(
+            sharp=sharp,
+            blur_score=photo.blur_score,
+            blur_threshold=self.blur_threshold,
+            predictions=ranked([float(p) for p in prediction.probabilities]),
+            image_id=image_id,
+            case_id=stored_case,
+            model_version=prediction.model_version,
+        )
 
     async def _checked(
         self, principal: Principal, data: bytes, target_case: int | None, uploader: str

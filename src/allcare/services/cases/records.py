@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import now_utc, utc_time, wire_time
+from allcare.core.clock import now_utc, wire_time
+from allcare.services.cases.listing import CaseRecord, open_document, read_records, seal_document
 from allcare.services.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from allcare.services.labels.fields import label_fields
 from allcare.services.labels.pool import split_key
 from allcare.services.principal import Principal, Role
-from allcare.store.contexts import case_context, case_history_context
+from allcare.store.contexts import case_history_context
 from allcare.store.crypto import Sealer
 from allcare.store.db import CASE_COUNTER, begin_write, next_value
 from allcare.store.models import Case, CaseDecision, Image, table_of
@@ -43,6 +43,22 @@ class EntryType(StrEnum):
     CASE = "case"
     UNCERTAIN = "uncertain"
     REJECT = "reject"
+
+
+class ReleaseSkip(StrEnum):
+    """Why a case id was not given back (the app reads the value)."""
+
+    MISSING_COUNTER = "missing_counter"  # the caller never had a case id
+    OUT_OF_RANGE = "out_of_range"  # not theirs, unknown, or already released
+    CASE_IN_USE = "case_in_use"  # decided, or photos were sent to it
+
+
+@dataclass(frozen=True)
+class Released:
+    """The case id given back for reuse, or why not."""
+
+    case_id: int | None
+    skipped: ReleaseSkip | None = None
 
 
 def server_photo_owner(path: str) -> str | None:
@@ -104,21 +120,21 @@ class CaseService:
             self.session.execute(update(cases).where(cases.c.id == case_id).values(**values))
         return case_id
 
-    def release(self, principal: Principal, case_id_text: str) -> dict[str, str]:
+    def release(self, principal: Principal, case_id_text: str) -> Released:
         case_id = parse_case_id(case_id_text)
         begin_write(self.session)
         owns_any = self.session.scalar(select(exists().where(Case.owner_id == principal.user_id)))
         if not owns_any:
-            return {"status": "skipped", "reason": "missing_counter"}
+            return Released(None, ReleaseSkip.MISSING_COUNTER)
         case = self.session.get(Case, case_id, with_for_update=True)
         if case is None or case.owner_id != principal.user_id or case.state == CaseState.RELEASED:
-            return {"status": "skipped", "reason": "out_of_range"}
+            return Released(None, ReleaseSkip.OUT_OF_RANGE)
         has_images = self.session.scalar(select(exists().where(Image.case_id == case_id)))
         if case.state == CaseState.DECIDED or has_images:
-            return {"status": "skipped", "reason": "case_in_use"}
+            return Released(None, ReleaseSkip.CASE_IN_USE)
         case.state = CaseState.RELEASED
         self.session.commit()
-        return {"status": "ok", "case_id": str(case_id)}
+        return Released(case_id)
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -143,7 +159,7 @@ class CaseService:
         case.state = CaseState.DECIDED
         case.entry_type = entry_type.value
         case.status = fields.get("status")
-        case.details = self._seal(case.id, fields)
+        case.details = seal_document(self._sealer, case.id, fields)
         case.decided_at = now
         self._group(case, fields)
         self._append_history(case, principal, "decision", fields)
@@ -168,12 +184,12 @@ class CaseService:
             raise NotFound(CASE_NOT_FOUND)
         if principal.role == Role.ADMIN and owner_hint and owner_hint != case.owner_id:
             raise NotFound(CASE_NOT_FOUND)
-        details = self.open_details(case)
+        details = open_document(self._sealer, case)
         details.update(changes)
         self._check_fields(principal, case, details)
         if "status" in changes:
             case.status = changes["status"]
-        case.details = self._seal(case.id, details)
+        case.details = seal_document(self._sealer, case.id, details)
         case.updated_at = now_utc()
         self._group(case, changes)
         self._append_history(case, principal, "edit", changes)
@@ -245,7 +261,7 @@ class CaseService:
         status: str | None = None,
         include_uncertain: bool = True,
         include_rejected: bool = True,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CaseRecord]:
         query: Select[Case] = select(Case).where(Case.state == CaseState.DECIDED)
         if not principal.sees_all_cases:
             query = query.where(Case.owner_id == principal.user_id)
@@ -257,67 +273,9 @@ class CaseService:
             query = query.where(func.lower(Case.status) == status.lower())
         query = query.order_by(Case.decided_at.desc(), Case.id.desc()).limit(limit)
         cases = list(self.session.scalars(query))
-        return self.records(cases)
-
-    def records(self, cases: list[Case]) -> list[dict[str, Any]]:
-        """Case records as the app reads them, with their images and expert labels."""
-        ids = [c.id for c in cases]
-        image_ids = self._image_ids(ids)
-        labels = label_fields(self.session, self._sealer, ids)
-        return [self.to_record(c, image_ids.get(c.id, []), labels.get(c.id, {})) for c in cases]
-
-    def to_record(self, case: Case, image_ids: list[str], labels: dict[str, Any]) -> dict[str, Any]:
-        details = self.open_details(case)
-        record: dict[str, Any] = {
-            "case_id": str(case.id),
-            "user_id": case.owner_id,
-            "user_role": case.owner_role,
-            "image_id": None,
-            "blur_score": None,
-            "device": None,
-            "predictions": [],
-            "status": case.status,
-            "entry_type": case.entry_type,
-            "gender": None,
-            "age": None,
-            "location": None,
-            "symptoms": [],
-            "notes": None,
-            "image_paths": [],
-            "isLabeled": False,
-            "selected_prediction_index": None,
-            "correct_label": None,
-        }
-        record.update(details)
-        record.update(labels)
-        record["image_ids"] = image_ids
-        record["received_at"] = utc_time(case.decided_at)  # additive: with its offset
-        record["updated_at"] = wire_time(case.updated_at)
-        return record
-
-    def _image_ids(self, case_ids: list[int]) -> dict[int, list[str]]:
-        grouped: dict[int, list[str]] = defaultdict(list)
-        if not case_ids:
-            return grouped
-        rows = self.session.execute(
-            select(Image.case_id, Image.id)
-            .where(Image.case_id.in_(case_ids))
-            .order_by(Image.created_at, Image.id)
-        )
-        for case_id, image_id in rows:
-            assert case_id is not None, "only photos of these cases were asked for"
-            grouped[case_id].append(image_id)
-        return grouped
+        return read_records(self.session, self._sealer, cases)
 
     # -- sealing ---------------------------------------------------------------------------
-
-    def _seal(self, case_id: int, fields: dict[str, Any]) -> bytes:
-        return self._sealer.seal(json.dumps(fields).encode(), case_context(case_id))
-
-    def open_details(self, case: Case) -> dict[str, Any]:
-        if not case.details:
-            return {}
-        return json.loads(self._sealer.open(case.details, case_context(case.id)))
 
     def _append_history(
         self, case: Case, principal: Principal, action: str, fields: dict[str, Any]

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc
 from allcare.ml.classes import CLASS_NAMES
-from allcare.services.cases.records import CASE_NOT_FOUND, CaseService, CaseState, parse_case_id
+from allcare.services.cases.listing import open_document
+from allcare.services.cases.records import CASE_NOT_FOUND, CaseState, parse_case_id
 from allcare.services.errors import Forbidden, InvalidInput, NotFound
 from allcare.services.events import EventType, record_event
 from allcare.services.labels.fields import LabelSource, seal_label
@@ -64,7 +65,6 @@ class LabelService:
         self.session = session
         self._sealer = sealer
         self._policy = policy
-        self._cases = CaseService(session, sealer)
 
     def submit(
         self, principal: Principal, case_id_text: str, submission: Submission
@@ -128,7 +128,7 @@ class LabelService:
         if annotating and case.entry_type not in self._policy.annotation_entry_types:
             raise NotFound(missing)
         if submission.image_index is not None:
-            paths = self._cases.open_details(case).get("image_paths") or []
+            paths = open_document(self._sealer, case).get("image_paths") or []
             if submission.image_index >= len(paths):
                 raise InvalidInput(
                     f"image_index {submission.image_index} is out of range: "

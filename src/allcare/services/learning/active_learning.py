@@ -12,6 +12,7 @@ where the melanoma safeguard moves a case forward); the true value is in ``predi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from typing import Any
@@ -23,10 +24,17 @@ from sqlalchemy.orm import Session
 from allcare.ml.active_learning import STRATEGIES, Pool, Selection
 from allcare.ml.active_learning import select as select_cases
 from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
-from allcare.services.cases.photo_checks import ranked_predictions
-from allcare.services.cases.records import CaseService, CaseState
+from allcare.services.cases.listing import open_document, read_records
+from allcare.services.cases.predictions import ranked
+from allcare.services.cases.records import CaseState
 from allcare.services.labels.pool import Split, split_for
-from allcare.services.learning.candidate_query import CandidateQuery, Candidates, NoCandidates
+from allcare.services.learning.candidate_query import (
+    Candidate,
+    CandidatePhoto,
+    CandidateQuery,
+    Candidates,
+    NoCandidates,
+)
 from allcare.services.learning.opened_probabilities import OpenedProbabilities
 from allcare.services.principal import Principal
 from allcare.store import vectors
@@ -57,9 +65,7 @@ def _random_rank(case_id: int) -> bytes:
     return hashlib.sha256(f"allcare-evaluation-order:{case_id}".encode()).digest()
 
 
-def _interleave(
-    ranked: list[dict[str, Any]], picks: list[dict[str, Any]], strategy: str
-) -> list[dict[str, Any]]:
+def _interleave(ranked: list[Candidate], picks: list[Candidate], strategy: str) -> list[Candidate]:
     """Evaluation picks spread evenly through the list (the app shows the first five); the
     reported ``margin`` stays non-decreasing along the merged order."""
     merged = list(ranked)
@@ -67,11 +73,12 @@ def _interleave(
     for index, pick in enumerate(picks):
         merged.insert(min(len(merged), int((index + 0.5) * total / len(picks))), pick)
     reported = 0.0
-    for rank, record in enumerate(merged):
-        priority = record["prediction_margin"] if strategy == "margin" else rank / len(merged)
+    ordered = []
+    for rank, candidate in enumerate(merged):
+        priority = candidate.prediction_margin if strategy == "margin" else rank / len(merged)
         reported = max(reported, priority)
-        record["margin"] = round(reported, 6)
-    return merged
+        ordered.append(dataclasses.replace(candidate, margin=round(reported, 6)))
+    return ordered
 
 
 class ActiveLearningService:
@@ -217,12 +224,11 @@ class ActiveLearningService:
         self, case_ids: np.ndarray, positions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cases without a stored photo: the predictions the GP saw when deciding."""
-        cases = CaseService(self.session, self._sealer)
         found_positions, found = [], []
         by_id = dict(zip(case_ids.tolist(), positions.tolist(), strict=True))
         for case in self.session.scalars(select(Case).where(Case.id.in_(by_id))):
             vector = np.zeros(NUM_CLASSES)
-            for item in cases.open_details(case).get("predictions") or []:
+            for item in open_document(self._sealer, case).get("predictions") or []:
                 if item.get("label") in CLASS_NAMES:
                     vector[CLASS_NAMES.index(item["label"])] = float(item.get("confidence", 0))
             if np.count_nonzero(vector) >= 1:
@@ -262,14 +268,13 @@ class ActiveLearningService:
 
     def _records(
         self, case_ids: np.ndarray, pool: Pool, selection: Selection, strategy: str
-    ) -> list[dict[str, Any]]:
+    ) -> list[Candidate]:
         order = [int(case_ids[i]) for i in selection.cases]
         if not order:
             return []
         cases = {c.id: c for c in self.session.scalars(select(Case).where(Case.id.in_(order)))}
         records = {
-            int(r["case_id"]): r
-            for r in CaseService(self.session, self._sealer).records(list(cases.values()))
+            r.case_id: r for r in read_records(self.session, self._sealer, list(cases.values()))
         }
         images = self._image_rows(order)
         margins = pool.margins()
@@ -282,18 +287,23 @@ class ActiveLearningService:
             true_margin = float(margins[position])
             priority = true_margin if strategy == "margin" else rank / len(order)
             reported = max(reported, priority)
-            paths = [p for p in record.get("image_paths") or [] if SERVER_PATH.fullmatch(p)]
-            if paths:
-                record["images"] = [self._image(path, images) for path in paths]
-            record["margin"] = round(reported, 6)
-            record["prediction_margin"] = round(true_margin, 6)
-            record["uncertainty_score"] = round(1.0 - true_margin, 6)
-            record["mel_probability"] = round(float(melanoma[position]), 6)
-            record["selection_reason"] = (
-                "melanoma_safeguard" if position in safeguarded else strategy
+            paths = [
+                p for p in record.document.get("image_paths") or [] if SERVER_PATH.fullmatch(p)
+            ]
+            result.append(
+                Candidate(
+                    record=record,
+                    photos=tuple(self._photo(path, images) for path in paths) if paths else None,
+                    margin=round(reported, 6),
+                    prediction_margin=round(true_margin, 6),
+                    uncertainty_score=round(1.0 - true_margin, 6),
+                    mel_probability=round(float(melanoma[position]), 6),
+                    selection_reason=(
+                        "melanoma_safeguard" if position in safeguarded else strategy
+                    ),
+                    evaluation_case=strategy == EVALUATION_SAMPLE,
+                )
             )
-            record["evaluation_case"] = strategy == EVALUATION_SAMPLE
-            result.append(record)
         return result
 
     def _image_rows(self, case_ids: list[int]) -> dict[str, Image]:
@@ -302,17 +312,18 @@ class ActiveLearningService:
             for image in self.session.scalars(select(Image).where(Image.case_id.in_(case_ids)))
         }
 
-    def _image(self, path: str, images: dict[str, Image]) -> dict[str, Any]:
+    def _photo(self, path: str, images: dict[str, Image]) -> CandidatePhoto:
         match = SERVER_PATH.fullmatch(path)
         assert match is not None
         image_id = match.group(2)
-        entry: dict[str, Any] = {"path": path, "image_id": image_id}
         image = images.get(image_id)
         if image is None or image.owner_id != match.group(1) or image.probabilities is None:
-            return entry
+            return CandidatePhoto(path, image_id)
         opened = self._sealer.open(image.probabilities, probabilities_context(image.id))
-        entry["predictions"] = ranked_predictions(vectors.unpack(opened).tolist())
-        entry["blur_score"] = image.blur_score
-        entry["status"] = "success"
-        entry["model_version"] = image.model_version
-        return entry
+        return CandidatePhoto(
+            path,
+            image_id,
+            predictions=ranked(vectors.unpack(opened).tolist()),
+            blur_score=image.blur_score,
+            model_version=image.model_version,
+        )

@@ -31,8 +31,14 @@ from allcare.ml.photo import decode_photo, model_input_of
 from allcare.ml.training import Progress, fine_tune
 from allcare.ml.training_config import TrainingConfig
 from allcare.services.errors import InvalidInput
-from allcare.services.events import EventType, record_event
-from allcare.services.learning.candidate import save_candidate, training_device
+from allcare.services.events import EventType
+from allcare.services.learning.candidate import (
+    Event,
+    Outcome,
+    record_candidate,
+    save_candidate,
+    training_device,
+)
 from allcare.services.learning.status import fail_run
 from allcare.services.models.registry import Source, Status, new_version_id
 from allcare.store.db import Database, begin_write
@@ -196,36 +202,28 @@ def train_from_folder(
             "training_seconds": round(seconds, 1),
             "seconds_per_epoch": round(seconds / max(1, len(log)), 1),
         }
-        with db.session() as session:
-            begin_write(session)
-            version = session.get(ModelVersion, version_id, with_for_update=True)
-            assert version is not None
-            saved.record_on(version)
-            version.status = Status.EVALUATING.value
-            version.metrics = metrics
-            version.training_log = log
-            version.evaluation = {
-                "dataset": str(run.data_dir),
-                "split": run.eval_split,
-                "candidate": result,
-                "verdict": "hold",
-                "reasons": ["trained from a folder; an admin decides"],
-                "eval_images": result["n"],
-            }
-            version.finished_at = now_utc()
-            record_event(
-                session,
-                EventType.TRAINING_COMPLETED,
-                f"{actor} trained {version_id} ({run.architecture}) on {len(train)} photos of "
-                f"{run.data_dir}: accuracy {result['accuracy']:.3f}, balanced accuracy "
-                f"{result['balanced_accuracy']:.3f} on {result['n']} '{run.eval_split}' photos",
-                actor_id=actor,
-                version_id=version_id,
-                accuracy=result["accuracy"],
-                samples_used=len(train),
-                metrics=metrics,
-            )
-            session.commit()
+        completed = Event(
+            EventType.TRAINING_COMPLETED,
+            f"{actor} trained {version_id} ({run.architecture}) on {len(train)} photos of "
+            f"{run.data_dir}: accuracy {result['accuracy']:.3f}, balanced accuracy "
+            f"{result['balanced_accuracy']:.3f} on {result['n']} '{run.eval_split}' photos",
+            {
+                "actor_id": actor,
+                "accuracy": result["accuracy"],
+                "samples_used": len(train),
+                "metrics": metrics,
+            },
+        )
+        evaluation = {
+            "dataset": str(run.data_dir),
+            "split": run.eval_split,
+            "candidate": result,
+            "verdict": "hold",
+            "reasons": ["trained from a folder; an admin decides"],
+            "eval_images": result["n"],
+        }
+        outcome = Outcome(metrics, log, evaluation, rejected=False, completed=completed)
+        record_candidate(db, version_id, saved, outcome)
     except BaseException as exc:
         # Whatever stopped it (a file that does not load, an interrupt), the run never stays
         # "training": that would block automatic retraining until a restart failed it.

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from allcare.core.clock import now_utc
 from allcare.core.config import Settings
 from allcare.ml.architectures import early_layers
 from allcare.ml.classes import CLASS_NAMES
@@ -29,10 +28,17 @@ from allcare.ml.photo import decode_photo
 from allcare.ml.training import TrainingCancelled, fine_tune
 from allcare.ml.training_config import TrainingConfig
 from allcare.services.cases.images import IMAGE_NAMESPACE
-from allcare.services.events import EventType, record_event
+from allcare.services.events import EventType
 from allcare.services.labels.pool import LabelledImage, Split, labelled_images
 from allcare.services.learning.calibration import calibrate_on, split_for_calibration
-from allcare.services.learning.candidate import SavedCandidate, save_candidate, training_device
+from allcare.services.learning.candidate import (
+    Event,
+    Outcome,
+    SavedCandidate,
+    record_candidate,
+    save_candidate,
+    training_device,
+)
 from allcare.services.learning.evaluation import Judgement, gate_policy, judge
 from allcare.services.learning.evaluation_set import EvalCase, open_cases, summary
 from allcare.services.learning.gate import Verdict
@@ -192,44 +198,39 @@ class TrainingRun:
         verdict: Verdict,
         reasons: list[str],
     ) -> None:
-        with self.db.session() as session:
-            begin_write(session)
-            version = get_version(session, self.version_id, lock=True)
-            saved.record_on(version)
-            version.metrics = metrics
-            version.training_log = log_rows
-            version.evaluation = evaluation
-            version.status = (
-                Status.REJECTED if verdict == Verdict.REJECT else Status.EVALUATING
-            ).value
-            version.finished_at = now_utc()
-            version.heartbeat_at = now_utc()
-            version.progress = (version.progress or {}) | {"phase": "done", "fraction": 1.0}
-            record_event(
-                session,
-                EventType.TRAINING_COMPLETED,
-                f"Training {self.version_id} completed on {metrics['labels_used']} labels: "
-                f"balanced accuracy {_three(metrics['balanced_accuracy'])} on "
-                f"{metrics['eval_cases']} evaluation cases; gate: {verdict.value}",
-                version_id=self.version_id,
-                accuracy=metrics["val_accuracy"],
-                samples_used=metrics["samples_used"],
-                metrics=metrics,
-                verdict=verdict.value,
-                reasons=reasons,
-                comparison=evaluation["comparison"],
-            )
-            if verdict == Verdict.REJECT:
-                record_event(
-                    session,
-                    EventType.CANDIDATE_REJECTED,
-                    f"Candidate {self.version_id} rejected: {'; '.join(reasons)}",
-                    version_id=self.version_id,
-                    reasons=reasons,
-                    candidate=evaluation["candidate"],
-                    production=evaluation["production"],
-                )
-            session.commit()
+        completed = Event(
+            EventType.TRAINING_COMPLETED,
+            f"Training {self.version_id} completed on {metrics['labels_used']} labels: "
+            f"balanced accuracy {_three(metrics['balanced_accuracy'])} on "
+            f"{metrics['eval_cases']} evaluation cases; gate: {verdict.value}",
+            {
+                "accuracy": metrics["val_accuracy"],
+                "samples_used": metrics["samples_used"],
+                "metrics": metrics,
+                "verdict": verdict.value,
+                "reasons": reasons,
+                "comparison": evaluation["comparison"],
+            },
+        )
+        rejected = Event(
+            EventType.CANDIDATE_REJECTED,
+            f"Candidate {self.version_id} rejected: {'; '.join(reasons)}",
+            {
+                "reasons": reasons,
+                "candidate": evaluation["candidate"],
+                "production": evaluation["production"],
+            },
+        )
+        is_rejected = verdict == Verdict.REJECT
+        outcome = Outcome(
+            metrics=metrics,
+            training_log=log_rows,
+            evaluation=evaluation,
+            rejected=is_rejected,
+            completed=completed,
+            also=(rejected,) if is_rejected else (),
+        )
+        record_candidate(self.db, self.version_id, saved, outcome)
 
     # -- helpers -------------------------------------------------------------------------------
 
