@@ -17,7 +17,9 @@ def test_legacy_key_forms_are_accepted(size: int) -> None:
     assert len(parse_key(key_text(size, padded=False))) == size
 
 
-@pytest.mark.parametrize("text", ["not base64 !!", key_text(20), ""])
+@pytest.mark.parametrize(
+    "text", ["not base64 !!", key_text(20), ""], ids=["not base64", "20 bytes", "empty"]
+)
 def test_malformed_keys_are_clear_start_up_errors(text: str) -> None:
     with pytest.raises(ConfigError, match="DATA_ENCRYPTION_KEY"):
         parse_key(text)
