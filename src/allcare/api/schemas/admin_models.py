@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from allcare.services.models.assets import Asset, AssetActivation, AssetListing
-from allcare.services.models.deployment import Activation, Promotion, Rollback
+from allcare.services.models.changes import Activation, Promotion, Rollback
 from allcare.services.models.records import ModelListing, VersionRecord
 
 Ok = Literal["ok"]

@@ -12,9 +12,7 @@ where the melanoma safeguard moves a case forward); the true value is in ``predi
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import re
 from typing import Any
 
 import numpy as np
@@ -24,26 +22,23 @@ from sqlalchemy.orm import Session
 from allcare.ml.active_learning import STRATEGIES, Pool, Selection
 from allcare.ml.active_learning import select as select_cases
 from allcare.ml.classes import CLASS_NAMES, NUM_CLASSES
-from allcare.services.cases.listing import open_document, read_records
-from allcare.services.cases.predictions import ranked
+from allcare.services.cases.listing import open_document
 from allcare.services.cases.records import CaseState
 from allcare.services.labels.pool import Split, split_for
 from allcare.services.learning.candidate_query import (
-    Candidate,
-    CandidatePhoto,
     CandidateQuery,
     Candidates,
     NoCandidates,
 )
 from allcare.services.learning.opened_probabilities import OpenedProbabilities
+from allcare.services.learning.ranked_cases import EVALUATION_SAMPLE, CandidateAnswers, interleave
 from allcare.services.principal import Principal
 from allcare.store import vectors
-from allcare.store.contexts import embedding_context, probabilities_context
+from allcare.store.contexts import embedding_context
 from allcare.store.crypto import Sealer, is_sealed
 from allcare.store.db import fetch_rows
 from allcare.store.models import Case, Image
 
-SERVER_PATH = re.compile(r"^([A-Za-z0-9_-]{1,64})/([0-9a-f-]{36})\.jpg$")
 METHODS = {
     "margin": ("minimum_margin_case_sampling", "minimum prediction margins across all images"),
     "entropy": ("maximum_entropy_case_sampling", "maximum predictive entropy across all images"),
@@ -58,27 +53,10 @@ METHODS = {
     "random": ("random_case_sampling", "uniform random choice (baseline)"),
 }
 _PACKED_F32 = 3 + 4 * NUM_CLASSES
-EVALUATION_SAMPLE = "evaluation_sample"
 
 
 def _random_rank(case_id: int) -> bytes:
     return hashlib.sha256(f"allcare-evaluation-order:{case_id}".encode()).digest()
-
-
-def _interleave(ranked: list[Candidate], picks: list[Candidate], strategy: str) -> list[Candidate]:
-    """Evaluation picks spread evenly through the list (the app shows the first five); the
-    reported ``margin`` stays non-decreasing along the merged order."""
-    merged = list(ranked)
-    total = len(ranked) + len(picks)
-    for index, pick in enumerate(picks):
-        merged.insert(min(len(merged), int((index + 0.5) * total / len(picks))), pick)
-    reported = 0.0
-    ordered = []
-    for rank, candidate in enumerate(merged):
-        priority = candidate.prediction_margin if strategy == "margin" else rank / len(merged)
-        reported = max(reported, priority)
-        ordered.append(dataclasses.replace(candidate, margin=round(reported, 6)))
-    return ordered
 
 
 class ActiveLearningService:
@@ -88,6 +66,7 @@ class ActiveLearningService:
         self.session = session
         self._sealer = sealer
         self._opened = opened or OpenedProbabilities()
+        self._answers = CandidateAnswers(session, sealer)
 
     def candidates(self, principal: Principal, query: CandidateQuery) -> Candidates | NoCandidates:
         scope = select(Case.id).where(Case.state == CaseState.DECIDED)
@@ -121,15 +100,15 @@ class ActiveLearningService:
         )
         if not pool.size:
             selection = Selection(np.zeros(0, dtype=int), np.zeros(0, dtype=int))
-        candidates = self._records(case_ids, pool, selection, query.strategy)
+        candidates = self._answers.candidates(case_ids, pool, selection, query.strategy)
         if len(evaluation_ids):
             chosen = np.sort(np.array(evaluation_ids, dtype=np.int64))
             sampled = self._pool(filtered, chosen, np.zeros(len(chosen)))
             order = np.array([int(np.searchsorted(chosen, i)) for i in evaluation_ids])
-            picks = self._records(
+            picks = self._answers.candidates(
                 chosen, sampled, Selection(order, np.zeros(0, dtype=int)), EVALUATION_SAMPLE
             )
-            candidates = _interleave(candidates, picks, query.strategy)
+            candidates = interleave(candidates, picks, query.strategy)
         method, how = METHODS[query.strategy]
         return Candidates(
             candidates=candidates,
@@ -263,67 +242,3 @@ class ActiveLearningService:
         if len({row.shape for row in rows}) != 1:
             return None
         return np.stack(rows)
-
-    # -- the answer ----------------------------------------------------------------------------
-
-    def _records(
-        self, case_ids: np.ndarray, pool: Pool, selection: Selection, strategy: str
-    ) -> list[Candidate]:
-        order = [int(case_ids[i]) for i in selection.cases]
-        if not order:
-            return []
-        cases = {c.id: c for c in self.session.scalars(select(Case).where(Case.id.in_(order)))}
-        records = {
-            r.case_id: r for r in read_records(self.session, self._sealer, list(cases.values()))
-        }
-        images = self._image_rows(order)
-        margins = pool.margins()
-        melanoma = pool.melanoma()
-        safeguarded = set(selection.safeguarded.tolist())
-        reported = 0.0
-        result = []
-        for rank, position in enumerate(selection.cases.tolist()):
-            record = records[int(case_ids[position])]
-            true_margin = float(margins[position])
-            priority = true_margin if strategy == "margin" else rank / len(order)
-            reported = max(reported, priority)
-            paths = [
-                p for p in record.document.get("image_paths") or [] if SERVER_PATH.fullmatch(p)
-            ]
-            result.append(
-                Candidate(
-                    record=record,
-                    photos=tuple(self._photo(path, images) for path in paths) if paths else None,
-                    margin=round(reported, 6),
-                    prediction_margin=round(true_margin, 6),
-                    uncertainty_score=round(1.0 - true_margin, 6),
-                    mel_probability=round(float(melanoma[position]), 6),
-                    selection_reason=(
-                        "melanoma_safeguard" if position in safeguarded else strategy
-                    ),
-                    evaluation_case=strategy == EVALUATION_SAMPLE,
-                )
-            )
-        return result
-
-    def _image_rows(self, case_ids: list[int]) -> dict[str, Image]:
-        return {
-            image.id: image
-            for image in self.session.scalars(select(Image).where(Image.case_id.in_(case_ids)))
-        }
-
-    def _photo(self, path: str, images: dict[str, Image]) -> CandidatePhoto:
-        match = SERVER_PATH.fullmatch(path)
-        assert match is not None
-        image_id = match.group(2)
-        image = images.get(image_id)
-        if image is None or image.owner_id != match.group(1) or image.probabilities is None:
-            return CandidatePhoto(path, image_id)
-        opened = self._sealer.open(image.probabilities, probabilities_context(image.id))
-        return CandidatePhoto(
-            path,
-            image_id,
-            predictions=ranked(vectors.unpack(opened).tolist()),
-            blur_score=image.blur_score,
-            model_version=image.model_version,
-        )

@@ -24,6 +24,13 @@ from allcare.ml.loading import LoadedModel
 from allcare.ml.model_source import ModelLoadError, sha256_file
 from allcare.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from allcare.services.events import EventType, record_event
+from allcare.services.models.changes import (
+    Activation,
+    Promotion,
+    Rollback,
+    make_production,
+    register_file,
+)
 from allcare.services.models.registry import (
     Pointer,
     Source,
@@ -31,7 +38,6 @@ from allcare.services.models.registry import (
     find_by_sha,
     get_version,
     model_file,
-    new_version_id,
     pointer,
     production_history,
     set_pointer,
@@ -45,26 +51,6 @@ log = logging.getLogger(__name__)
 MODEL_PATH_LOCK = "lock:model-path"
 ACTIVATABLE = (Status.PRODUCTION, Status.EVALUATING)
 NOT_PROMOTABLE = (Status.FAILED, Status.TRAINING)
-
-
-@dataclass(frozen=True)
-class Activation:
-    version_id: str
-    path: str
-
-
-@dataclass(frozen=True)
-class Promotion:
-    version_id: str
-    previous_production: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Rollback:
-    from_version: str | None
-    to_version: str
-    reason: str
 
 
 @dataclass
@@ -136,10 +122,12 @@ class Deployment:
         if find_by_sha(session, sha) is not None:
             session.rollback()
             return
-        version = self._register(session, path, Source.MODEL_PATH, Status.EVALUATING, None)
+        version = register_file(
+            session, self.settings, path, Source.MODEL_PATH, Status.EVALUATING, None
+        )
         version.architecture = self._architecture()
         previous = pointer(session, Pointer.PRODUCTION)
-        self._make_production(session, version, previous, None, "MODEL_PATH at start-up")
+        make_production(session, version, previous, None, "MODEL_PATH at start-up")
         record_event(
             session,
             EventType.MODEL_REGISTERED,
@@ -176,33 +164,6 @@ class Deployment:
     def _architecture(self) -> str | None:
         model = self.engine.model
         return model.source.architecture if model else None
-
-    def _register(
-        self,
-        session: Session,
-        path: Path,
-        source: Source,
-        status: Status,
-        actor_id: str | None,
-    ) -> ModelVersion:
-        version_id = new_version_id(session)
-        stored = ModelFiles.of(self.settings).copy(version_id, path)
-        file_key, sha256, size = stored.key, stored.sha256, stored.size_bytes
-        version = ModelVersion(
-            id=version_id,
-            status=status.value,
-            source=source.value,
-            source_name=path.name,
-            base_version=None,
-            file_key=file_key,
-            sha256=sha256,
-            size_bytes=size,
-            metrics={},
-            triggered_by=actor_id,
-        )
-        session.add(version)
-        session.flush()
-        return version
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -254,7 +215,7 @@ class Deployment:
             if previous == version.id:
                 raise Conflict(f"Model {version.id} is already in production")
             with self._serving(session, version, "Promotion failed"):
-                self._make_production(session, version, previous, actor_id, reason)
+                make_production(session, version, previous, actor_id, reason)
                 record_event(
                     session,
                     EventType.MODEL_PROMOTED,
@@ -293,7 +254,7 @@ class Deployment:
                     f"Can only roll back to an archived model; {target.id} is {target.status}"
                 )
             with self._serving(session, target, "Rollback failed"):
-                self._make_production(session, target, current, actor_id, reason)
+                make_production(session, target, current, actor_id, reason)
                 record_event(
                     session,
                     EventType.MODEL_ROLLBACK,
@@ -311,22 +272,6 @@ class Deployment:
             raise NotFound(f"Model {version_id} not found")
         return version
 
-    def _make_production(
-        self,
-        session: Session,
-        version: ModelVersion,
-        previous: str | None,
-        actor_id: str | None,
-        reason: str,
-    ) -> None:
-        if previous is not None:
-            old = session.get(ModelVersion, previous, with_for_update=True)
-            if old is not None and old.status == Status.PRODUCTION:
-                old.status = Status.ARCHIVED.value
-        version.status = Status.PRODUCTION.value
-        set_pointer(session, Pointer.PRODUCTION, version.id, actor_id, reason)
-        set_pointer(session, Pointer.ACTIVE, version.id, actor_id, reason)
-
     # -- files brought in ------------------------------------------------------------------
 
     def register_and_activate(
@@ -338,7 +283,9 @@ class Deployment:
             begin_write(session)
             version = find_by_sha(session, sha256_file(path))
             if version is None:
-                version = self._register(session, path, source, Status.EVALUATING, actor_id)
+                version = register_file(
+                    session, self.settings, path, source, Status.EVALUATING, actor_id
+                )
                 session.commit()
                 begin_write(session)
                 version = get_version(session, version.id, lock=True)
