@@ -44,14 +44,21 @@ def find_weed() -> Path | None:
     return Path(found) if found else None
 
 
-def _grpc_safe_port() -> int:
-    """SeaweedFS puts each service's gRPC on its port + 10000: both must be free."""
-    while True:
+def _grpc_safe_ports(count: int) -> list[int]:
+    """SeaweedFS puts each service's gRPC on its port + 10000: both must be free, and neither
+    may be another service's port or gRPC port (weed refuses such a port at start)."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while len(chosen) < count:
         port = free_port()
-        if port + 10000 < 65536:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port + 10000)) != 0:
-                    return port
+        if port + 10000 >= 65536 or {port, port + 10000} & taken:
+            continue
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port + 10000)) == 0:
+                continue
+        chosen.append(port)
+        taken |= {port, port + 10000}
+    return chosen
 
 
 @contextmanager
@@ -71,11 +78,10 @@ def temporary_s3(bucket: str = "allcare-test") -> Iterator[S3Server]:
         ]
     }
     (base / "s3.json").write_text(json.dumps(config))
-    s3_port = _grpc_safe_port()
-    ports = {
-        name: _grpc_safe_port()
-        for name in ("master.port", "volume.port", "filer.port", "admin.port")
-    }
+    s3_port, *others = _grpc_safe_ports(5)
+    ports = dict(
+        zip(("master.port", "volume.port", "filer.port", "admin.port"), others, strict=True)
+    )
     command = [
         str(weed),
         "mini",

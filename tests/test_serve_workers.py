@@ -232,3 +232,18 @@ def test_sqlite_refuses_several_processes(tmp_path: Path) -> None:
     assert "need PostgreSQL" in done.stderr
     assert "without --workers" in done.stderr
     assert not (tmp_path / "root" / "allcare.db").exists()  # refused before opening anything
+
+
+@pytest.mark.parametrize("count", ["0", "65", "two"])
+def test_a_process_count_out_of_range_is_refused(tmp_path: Path, count: str) -> None:
+    env = os.environ | {"STORAGE_ROOT": str(tmp_path / "root")}
+    done = subprocess.run(
+        [sys.executable, "-m", "allcare", "serve", "--workers", count],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
+    assert not (tmp_path / "root").exists()  # refused before anything was opened

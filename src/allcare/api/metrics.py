@@ -22,6 +22,8 @@ from allcare.services.models.registry import Pointer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# Set by `allcare serve --workers N` (api/server_processes.py) for its processes.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class AppMetrics:
@@ -35,7 +37,7 @@ class AppMetrics:
 
     def __init__(self, container: Callable[[], Container]) -> None:
         self.collectors = CollectorRegistry()
-        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        shared = os.environ.get(MULTIPROCESS_DIR)
         self.latency = Histogram(
             "allcare_http_request_duration_seconds",
             "Time from request to the end of the answer, by route template and status",

@@ -23,6 +23,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from allcare.api.app import create_app
+from allcare.api.metrics import MULTIPROCESS_DIR
 from allcare.api.server import ProcessHttpProtocol, http_limits, uvicorn_config
 from allcare.container import Container
 from allcare.core.config import Settings, load_settings
@@ -30,8 +31,6 @@ from allcare.core.logging import configure_logging
 from allcare.core.processes import die_with_parent
 
 log = logging.getLogger(__name__)
-
-METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve_processes(settings: Settings, count: int) -> None:
@@ -45,7 +44,7 @@ def serve_processes(settings: Settings, count: int) -> None:
     os.environ.setdefault("INFERENCE_THREADS", str(max(1, cores // count)))
     os.environ.setdefault("DECODE_WORKERS", str(max(1, decode // count)))
     metrics_dir = tempfile.mkdtemp(prefix="allcare-metrics-")
-    os.environ[METRICS_DIR] = metrics_dir
+    os.environ[MULTIPROCESS_DIR] = metrics_dir
     try:
         config = uvicorn_config(
             f"{__name__}:process_app",

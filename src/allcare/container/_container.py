@@ -78,6 +78,7 @@ class Container:
         _shared_database(settings)
         db, sealer = open_store(settings)
         try:
+            warn_if_readable_by_others(settings)
             sweep_partials(settings.storage_root)
             open_blobs(settings, db, sealer).recover(intent_lease(settings, db))
             import_users_file(settings, db)
@@ -109,11 +110,9 @@ class Container:
             settings.jwt_algorithm,
             timedelta(hours=settings.jwt_expiration_hours),
         )
-        if prepared:
-            _shared_database(settings)
         db, sealer = open_store(settings)
-        warn_if_readable_by_others(settings)
-        if not prepared:
+        if not prepared:  # walks STORAGE_ROOT: done once, by `prepare`, for several processes
+            warn_if_readable_by_others(settings)
             # One process per STORAGE_ROOT (store/data_lock.py): what a crash left is nobody's.
             sweep_partials(settings.storage_root)
         try:
