@@ -11,12 +11,13 @@ import typer
 from allcare.cli.common import data_settings, fail
 from allcare.container import open_store
 from allcare.core.config import ConfigError
-from allcare.store.backup import BackupError, Report, backup, referenced_files, restore
+from allcare.store.backup import BackupError, Report, backup, referenced_files
 from allcare.store.bucket_move import MoveError, move_to_bucket
 from allcare.store.data_lock import single_writer
 from allcare.store.db import Database
 from allcare.store.objects import ObjectStoreError, open_object_store
 from allcare.store.private_files import make_private
+from allcare.store.restore import restore
 
 
 def backup_command(

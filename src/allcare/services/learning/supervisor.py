@@ -1,6 +1,7 @@
 """Starting, watching and finishing background training runs (one at a time).
 
-A run is a ``training`` version in the registry with the exact labels it uses (D23). It trains
+A run is a ``training`` version in the registry with the exact labels it uses (D23), opened by
+start_run.py under the training lock. It trains
 in a separate worker process (cli/training_worker.py running learning/run.py) at a lower CPU
 priority, so the API never blocks. The supervisor waits for the worker; when a worker dies
 without recording an outcome the run is marked failed with the reason, and a candidate that
@@ -18,19 +19,15 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from allcare.core.clock import now_utc
 from allcare.core.config import Settings
 from allcare.ml.optional import needs_torch
-from allcare.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
-from allcare.services.events import EventType, record_event
+from allcare.services.errors import Conflict, NotFound, ServiceError, Unavailable
 from allcare.services.labels import pool as label_pool
 from allcare.services.labels.records import LabelOutcome
-from allcare.services.learning import config as training_config
-from allcare.services.learning import evaluation_set
-from allcare.services.learning.architecture_choice import base_model
-from allcare.services.learning.outcomes import RunSkipped, RunStarted, SkipReason, Triggered
+from allcare.services.learning.outcomes import RunSkipped, RunStarted, Triggered
+from allcare.services.learning.start_run import open_run
 from allcare.services.learning.status import (
     RunStatus,
     fail_run,
@@ -45,10 +42,10 @@ from allcare.services.learning.worker_process import (
     start_worker_process,
 )
 from allcare.services.models.deployment import Deployment
-from allcare.services.models.registry import Source, Status, new_version_id
+from allcare.services.models.registry import Source, Status
 from allcare.store.db import Database, begin_write, hold_lock
 from allcare.store.job_queue import JobQueue
-from allcare.store.models import Case, Image, ModelVersion, TrainingLabel
+from allcare.store.models import ModelVersion
 
 log = logging.getLogger(__name__)
 TRAINING_LOCK = "lock:training"
@@ -77,91 +74,25 @@ class TrainingSupervisor:
         with self._lock, self.db.session() as session:
             begin_write(session)
             hold_lock(session, TRAINING_LOCK)
-            running = running_version(session)
-            if running is not None:
-                return RunSkipped(SkipReason.ALREADY_RUNNING, version_id=running.id)
-            new_ids = label_pool.unused_label_ids(session)
-            threshold = self.settings.retrain_min_new_labels
-            if len(new_ids) < threshold and not force:
-                return RunSkipped(
-                    SkipReason.BELOW_THRESHOLD, current_labels=len(new_ids), threshold=threshold
-                )
-            # New labels decide when a run starts; it trains on every trainable label.
-            label_ids = label_pool.training_label_ids(session)
-            images = self._image_count(session, label_ids)
-            if images < 2:
-                raise InvalidInput(
-                    f"{len(label_ids)} trainable labels with {images} stored photos: training "
-                    "needs at least 2 labelled photos"
-                )
-            base = base_model(session, architecture)
-            config = training_config.current(session, self.settings)
-            eval_set = evaluation_set.snapshot(session)
-            eval_summary = evaluation_set.summary(eval_set)
-            version = ModelVersion(
-                id=new_version_id(session),
-                status=Status.TRAINING.value,
-                source=Source.TRAINING.value,
-                architecture=base.architecture,
-                base_version=base.id,
-                training_config=config,
-                metrics={},
-                progress={"phase": "starting" if self.queue is None else "queued", "fraction": 0.0},
-                eval_set=eval_set,
-                triggered_by=actor_id,
-                started_at=now_utc(),
-                heartbeat_at=now_utc(),
-            )
-            session.add(version)
-            session.flush()
-            session.add_all(TrainingLabel(version_id=version.id, label_id=i) for i in label_ids)
-            record_event(
+            result = open_run(
                 session,
-                EventType.RETRAIN_TRIGGERED,
-                f"{'Automatic retraining' if automatic else f'Retraining by {actor_id}'}: "
-                f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels "
-                f"({len(new_ids)} new); judged on {eval_summary['cases']} {eval_summary['source']}"
-                " evaluation cases",
-                actor_id=actor_id,
-                version_id=version.id,
-                architecture=base.architecture,
-                base_version=base.id,
-                labels=len(label_ids),
-                new_labels=len(new_ids),
-                images=images,
+                self.settings,
+                actor_id,
+                architecture,
+                force,
                 automatic=automatic,
-                forced=force and len(new_ids) < threshold,
-                config=config,
-                evaluation_set=eval_summary,
+                queued=self.queue is not None,
             )
-            session.commit()
-            if self.queue is None:
-                self._spawn(version.id)
-            else:
-                self._defer(version.id)
-            return RunStarted(
-                version_id=version.id,
-                architecture=base.architecture or "",
-                base_model=base.id,
-                new_samples=len(new_ids),
-                labels_used=len(label_ids),
-                samples_used=images,
-                evaluation_set=eval_summary,
-            )
+            if isinstance(result, RunStarted):
+                if self.queue is None:
+                    self._spawn(result.version_id)
+                else:
+                    self._defer(result.version_id)
+            return result
 
     def status(self) -> RunStatus:
         with self.db.session() as session:
             return run_status(session)
-
-    def _image_count(self, session: Session, label_ids: list[int]) -> int:
-        if not label_ids:
-            return 0
-        query = (
-            select(func.count(Image.id))
-            .join(Case, Case.id == Image.case_id)
-            .where(Case.current_label_id.in_(label_ids))
-        )
-        return session.scalar(query) or 0
 
     def _defer(self, version_id: str) -> None:
         assert self.queue is not None

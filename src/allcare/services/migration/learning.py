@@ -26,8 +26,9 @@ from allcare.ml.training_config import OPTIMIZERS
 from allcare.services.events import EventType, record_event
 from allcare.services.labels.records import LABEL_CHOICES
 from allcare.services.learning.config import CONFIG_KEY, defaults
-from allcare.services.migration.importer import Migration, legacy_time
+from allcare.services.migration.importer import Migration
 from allcare.services.migration.report import ALREADY
+from allcare.services.migration.steps import legacy_time
 from allcare.services.models.registry import (
     Pointer,
     Source,
@@ -73,13 +74,13 @@ class LearningMigration:
 
     def _import_version(self, session: Session, old_id: str, entry: dict[str, Any]) -> None:
         base = self.base
-        known = base._done(session, "model", old_id)
+        known = base.done(session, "model", old_id)
         if known is not None:
             self.versions[old_id] = known
             self.report.count("models", ALREADY)
             return
         base.progress(f"model {old_id}")
-        base._begin(session)
+        base.begin(session)
         new_id = old_id
         if not is_version_id(old_id) or session.get(ModelVersion, old_id) is not None:
             new_id = new_version_id(session)
@@ -118,8 +119,8 @@ class LearningMigration:
                 created_at=legacy_time(entry.get("created_at")) or now_utc(),
             )
         )
-        base._mark(session, "model", old_id, new_id)
-        base._commit(session)
+        base.mark(session, "model", old_id, new_id)
+        base.commit(session)
         self.versions[old_id] = new_id
         self.report.count("models")
 
@@ -129,17 +130,17 @@ class LearningMigration:
         active_old = active_entry.get("version_id") if isinstance(active_entry, dict) else None
         active = self.versions.get(str(active_old or "")) or production
         for name, version_id in ((Pointer.PRODUCTION, production), (Pointer.ACTIVE, active)):
-            if version_id is None or self.base._done(session, "pointer", name) is not None:
+            if version_id is None or self.base.done(session, "pointer", name) is not None:
                 continue
             version = session.get(ModelVersion, version_id)
             if version is None or not self._loads(version):
                 continue
-            self.base._begin(session)
+            self.base.begin(session)
             if name == Pointer.PRODUCTION:
                 version.status = Status.PRODUCTION.value
             set_pointer(session, name, version_id, None, "imported from the old server")
-            self.base._mark(session, "pointer", name, version_id)
-            self.base._commit(session)
+            self.base.mark(session, "pointer", name, version_id)
+            self.base.commit(session)
 
     def _loads(self, version: ModelVersion) -> bool:
         """The model a pointer names must load (the server refuses to start otherwise). A dry
@@ -171,7 +172,7 @@ class LearningMigration:
         paths = entry.get("image_paths") or []
         owner = str(paths[0]).split("/", 1)[0] if paths and "/" in str(paths[0]) else ""
         key = f"{owner}/{case_text}"
-        if self.base._done(session, "pool", key) is not None:
+        if self.base.done(session, "pool", key) is not None:
             self.report.count("labels", f"{ALREADY} (pool)")
             return
         case_id = self.base.case_ids.get((owner, case_text))
@@ -182,7 +183,7 @@ class LearningMigration:
         if label not in LABEL_CHOICES:
             self.report.problem("labels", f"{where}: label {label!r} is not a known code")
             return
-        self.base._begin(session)
+        self.base.begin(session)
         case, current = self.base.current_label(session, case_id)
         if current is None:
             labeller = str(entry.get("user_id") or "")
@@ -200,8 +201,8 @@ class LearningMigration:
         else:
             self.report.count("labels", "pool entries matching the record")
         self._used_in_models(session, case.current_label_id, entry.get("used_in_models"))
-        self.base._mark(session, "pool", key, str(case_id))
-        self.base._commit(session)
+        self.base.mark(session, "pool", key, str(case_id))
+        self.base.commit(session)
 
     def _used_in_models(self, session: Session, label_id: int | None, versions: Any) -> None:
         if label_id is None or not isinstance(versions, list):
@@ -219,14 +220,14 @@ class LearningMigration:
                 self.report.problem("events", str(entry))
                 continue
             key = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-            if self.base._done(session, "event", key) is not None:
+            if self.base.done(session, "event", key) is not None:
                 self.report.count("events", ALREADY)
                 continue
             kind = str(entry.get("type") or entry.get("event_type") or "")[:32]
             if not kind:
                 self.report.problem("events", f"{where}: event without a type")
                 continue
-            self.base._begin(session)
+            self.base.begin(session)
             given = entry.get("metadata")
             metadata: dict[str, Any] = given if isinstance(given, dict) else {}
             session.add(
@@ -238,8 +239,8 @@ class LearningMigration:
                     details=metadata | {"imported_from": str(where)},
                 )
             )
-            self.base._mark(session, "event", key, kind)
-            self.base._commit(session)
+            self.base.mark(session, "event", key, kind)
+            self.base.commit(session)
             self.report.count("events")
 
     def import_config(self, session: Session) -> None:
@@ -249,7 +250,7 @@ class LearningMigration:
         if not isinstance(config, dict):
             self.report.problem("config", str(config))
             return
-        self.base._begin(session)
+        self.base.begin(session)
         if session.get(AppSetting, CONFIG_KEY) is not None:
             self.report.count("config", "kept (set here already)")
             return
@@ -267,7 +268,7 @@ class LearningMigration:
             "Training configuration imported from the old server",
             changes=clean,
         )
-        self.base._commit(session)
+        self.base.commit(session)
         self.report.count("config")
         self.report.notes.append(
             f"Training configuration: {defaults(self.settings) | clean} (admin settings win, D21)"

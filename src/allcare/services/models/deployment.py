@@ -8,7 +8,6 @@ the caller hears why; if the transaction fails, the previous model serves again.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from allcare.services.models.changes import (
     make_production,
     register_file,
 )
+from allcare.services.models.model_path import register_model_path
 from allcare.services.models.registry import (
     Pointer,
     Source,
@@ -42,13 +42,12 @@ from allcare.services.models.registry import (
     production_history,
     set_pointer,
 )
-from allcare.store.db import Database, begin_write, hold_lock
+from allcare.store.db import Database, begin_write
 from allcare.store.model_files import ModelFiles
 from allcare.store.models import ModelVersion
 from allcare.store.objects import ObjectStoreError
 
 log = logging.getLogger(__name__)
-MODEL_PATH_LOCK = "lock:model-path"
 ACTIVATABLE = (Status.PRODUCTION, Status.EVALUATING)
 NOT_PROMOTABLE = (Status.FAILED, Status.TRAINING)
 
@@ -70,7 +69,9 @@ class Deployment:
         so a restart never undoes a promotion or rollback."""
         with self.db.session() as session:
             if self.settings.model_path is not None:
-                self._register_model_path(session)
+                registered = register_model_path(session, self.settings, self.engine)
+                if registered is not None:
+                    self._publish_exports(registered)
             active = pointer(session, Pointer.ACTIVE)
             if active is None:
                 log.warning("No model to serve: set MODEL_PATH or train one with `allcare train`")
@@ -104,46 +105,6 @@ class Deployment:
             ModelFiles.of(self.settings).publish_exports(version.file_key)
         except ObjectStoreError as exc:
             log.warning("The ONNX export of %s was not published: %s", version.id, exc)
-
-    def _register_model_path(self, session: Session) -> None:
-        path = self.settings.model_path
-        assert path is not None
-        if not path.is_file():
-            raise ConfigError(f"MODEL_PATH: model file {path} does not exist")
-        sha = sha256_file(path)
-        if find_by_sha(session, sha) is not None:
-            return
-        try:
-            loaded = self.engine.replace(path, "MODEL_PATH")
-        except ModelLoadError as exc:
-            raise ConfigError(f"MODEL_PATH: {exc}") from exc
-        begin_write(session)
-        hold_lock(session, MODEL_PATH_LOCK)  # processes starting together register it once
-        if find_by_sha(session, sha) is not None:
-            session.rollback()
-            return
-        version = register_file(
-            session, self.settings, path, Source.MODEL_PATH, Status.EVALUATING, None
-        )
-        version.architecture = self._architecture()
-        previous = pointer(session, Pointer.PRODUCTION)
-        make_production(session, version, previous, None, "MODEL_PATH at start-up")
-        record_event(
-            session,
-            EventType.MODEL_REGISTERED,
-            f"MODEL_PATH {path.name} registered as {version.id} and put in production",
-            version_id=version.id,
-            previous_production=previous,
-            source=Source.MODEL_PATH.value,
-            sha256=version.sha256,
-        )
-        session.commit()
-        # The registry's copy has the same bytes: serve the loaded model under its version id.
-        self.engine.swap(dataclasses.replace(loaded, version=version.id))
-        log.info("MODEL_PATH %s registered as %s (production)", path, version.id)
-        if version.file_key is not None:
-            ModelFiles.of(self.settings).adopt_exports(path, version.file_key)
-            self._publish_exports(version)
 
     def follow_registry(self) -> None:
         """Serve what the registry's active pointer names, when another process (the command
