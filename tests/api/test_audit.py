@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from allcare.api.audit import ACTIONS, ADMIN_PREFIXES
 from allcare.cli import app
 from allcare.core.config import Settings
 from allcare.services.audit import access_log
+from allcare.services.audit.access_log import AccessEntry
 from allcare.store.models import AccessEvent
 from tests.conftest import PASSWORD, Api
 from tests.photos import sharp_photo
@@ -183,14 +185,14 @@ def test_a_cancelled_waiter_loses_no_record_and_never_stops_the_writer(
         real_begin(session)
 
     monkeypatch.setattr(access_log, "begin_write", held_begin)
-    entry = {"action": "case.decide", "resource": "case:1", "outcome": "ok", "actor_kind": "x"}
-    first = writer.submit(entry | {"resource": "case:held"})
+    entry = AccessEntry(action="case.decide", resource="case:1", outcome="ok", actor_kind="x")
+    first = writer.submit(replace(entry, resource="case:held"))
     assert entered.wait(10)
-    abandoned = [writer.submit(entry | {"resource": f"case:gone{n}"}) for n in range(3)]
+    abandoned = [writer.submit(replace(entry, resource=f"case:gone{n}")) for n in range(3)]
     assert all(future.cancel() for future in abandoned)
     gate.set()
     first.result(timeout=10)
-    writer.submit(entry | {"resource": "case:after"}).result(timeout=10)
+    writer.submit(replace(entry, resource="case:after")).result(timeout=10)
     assert clinic.as_user("gp1").get("/cases").status_code == 200
     resources = [row["resource"] for row in trail(clinic)]
     assert {"case:held", "case:gone0", "case:gone1", "case:gone2", "case:after"} <= set(resources)

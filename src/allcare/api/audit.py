@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from allcare.services.audit.access_log import AccessEntry
 from allcare.services.principal import Principal, is_valid_user_id
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class AuditMiddleware:
             if entry is not None:
                 await self._write(scope, entry)
 
-    def _entry(self, scope: Scope, status: int) -> dict[str, Any] | None:
+    def _entry(self, scope: Scope, status: int) -> AccessEntry | None:
         path = getattr(scope.get("route"), "path", "")
         action = ACTIONS.get((scope["method"], path))
         if action is None and path.startswith(ADMIN_PREFIXES):
@@ -125,24 +125,24 @@ class AuditMiddleware:
                 resource = f"case:{target[:40]}"  # refused before the route ran (401, 422)
         actor = principal.user_id if principal else state.get("audit_actor")
         client = scope.get("client")
-        return {
-            "action": action,
-            "resource": resource or action.split(".")[0],
-            "outcome": outcome(status),
-            "status_code": status,
-            "actor_id": actor if actor and is_valid_user_id(actor) else None,
-            "actor_kind": principal.method.value
+        return AccessEntry(
+            action=action,
+            resource=resource or action.split(".")[0],
+            outcome=outcome(status),
+            status_code=status,
+            actor_id=actor if actor and is_valid_user_id(actor) else None,
+            actor_kind=principal.method.value
             if principal
             else state.get("audit_actor_kind", "unauthenticated"),
-            "owner_id": state.get("audit_owner"),
-            "client": client[0] if client else None,
-        }
+            owner_id=state.get("audit_owner"),
+            client=client[0] if client else None,
+        )
 
-    async def _write(self, scope: Scope, entry: dict[str, Any]) -> None:
+    async def _write(self, scope: Scope, entry: AccessEntry) -> None:
         """Awaited after the answer went out: the client never waits for it, but the request
         only ends once its record is durable."""
         try:
             writer = scope["app"].state.container.access_writer
             await asyncio.wrap_future(writer.submit(entry))
         except Exception:
-            log.exception("Could not record %s in the access audit", entry["action"])
+            log.exception("Could not record %s in the access audit", entry.action)

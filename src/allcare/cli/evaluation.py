@@ -24,8 +24,8 @@ def register(
     with registry_store() as (_settings, db, _sealer), db.session() as session:
         described = register_curated(session, data_dir, split, ACTOR)
     typer.echo(
-        f"Runs triggered from now on are judged on {described['cases']} photos of "
-        f"{described['groups']} lesions (split {split!r} of {described['data_dir']})"
+        f"Runs triggered from now on are judged on {described.cases} photos of "
+        f"{described.groups} lesions (split {split!r} of {described.data_dir})"
     )
 
 
@@ -36,14 +36,10 @@ def show() -> None:
 
     with registry_store() as (_settings, db, _sealer), db.session() as session:
         described = summary(snapshot(session))
-    where = (
-        f" (split {described['split']!r} of {described['data_dir']})"
-        if "split" in described
-        else ""
-    )
+    where = f" (split {described.split!r} of {described.data_dir})" if described.split else ""
     typer.echo(
-        f"{described['source']}{where}: {described['cases']} cases, {described['groups']} "
-        f"groups, {described['photos']} photos"
+        f"{described.source}{where}: {described.cases} cases, {described.groups} groups, "
+        f"{described.photos} photos"
     )
 
 

@@ -143,7 +143,7 @@ def recorded_evaluation_set(version_id: str, _: AdminDep, session: SessionDep) -
         raise NotFound(f"No evaluation set was recorded for {version.id}")
     return EvaluationSetOut(
         version_id=version.id,
-        summary=evaluation_set.summary(version.eval_set),
+        summary=evaluation_set.summary(version.eval_set).record(),
         evaluation_set=version.eval_set,
     )
 

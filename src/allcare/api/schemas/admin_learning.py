@@ -65,7 +65,15 @@ TriggerOut = RunStartedOut | AlreadyRunningOut | BelowThresholdOut
 
 def trigger_out(result: RunStarted | RunSkipped) -> TriggerOut:
     if isinstance(result, RunStarted):
-        return RunStartedOut.model_validate(result)
+        return RunStartedOut(
+            version_id=result.version_id,
+            architecture=result.architecture,
+            base_model=result.base_model,
+            new_samples=result.new_samples,
+            labels_used=result.labels_used,
+            samples_used=result.samples_used,
+            evaluation_set=result.evaluation_set.record(),
+        )
     if result.why is SkipReason.ALREADY_RUNNING:
         return AlreadyRunningOut(
             reason=result.reason, message=result.reason, version_id=result.version_id or ""

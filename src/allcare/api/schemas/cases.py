@@ -18,6 +18,7 @@ from allcare.api.schemas.common import (
 from allcare.core.clock import utc_time, wire_time
 from allcare.services.cases.listing import CaseRecord
 from allcare.services.cases.records import Released
+from allcare.services.labels.fields import LabelEntry, LabelSource
 
 ImageDecisions = Annotated[dict[IdText, ShortText], Field(max_length=64)]
 
@@ -181,11 +182,33 @@ def record_fields(record: CaseRecord) -> dict[str, Any]:
         "correct_label": None,
     }
     fields.update(record.document)
-    fields.update(record.labels)
+    for label in record.labels:  # the newest decides; annotation fields outlive a plain label
+        fields.update(label_fields(label))
     fields["image_ids"] = list(record.image_ids)
     fields["received_at"] = utc_time(record.decided_at)  # additive: with its offset
     fields["updated_at"] = wire_time(record.updated_at)
     return fields
+
+
+def label_fields(label: LabelEntry) -> dict[str, Any]:
+    """The legacy record fields one label sets."""
+    if label.source is LabelSource.ANNOTATION:
+        fields: dict[str, Any] = {
+            "correct_label": label.correct_label,
+            "annotations": label.annotations,
+            "annotated_by": label.labeller_id,
+            "annotated_at": label.annotated_at or wire_time(label.created_at),
+            "annotation_image_index": label.image_index,
+        }
+        if label.notes:
+            fields["annotation_notes"] = label.notes
+        return fields
+    return {
+        "correct_label": label.correct_label,
+        "labeled_by": label.labeller_id,
+        "labeled_at": wire_time(label.created_at),
+        "label_notes": label.notes,
+    }
 
 
 class CaseListOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -48,6 +49,21 @@ def record_access(
             status_code=status_code,
         )
     )
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One access as a request saw it, before it is written (the owner may be looked up then,
+    the time is the write's)."""
+
+    action: str
+    resource: str
+    outcome: str
+    actor_kind: str
+    actor_id: str | None = None
+    status_code: int | None = None
+    owner_id: str | None = None
+    client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,17 +153,17 @@ class AccessWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
         self.failures = 0
-        self._worker: BatchWorker[dict[str, Any], None] = BatchWorker(
+        self._worker: BatchWorker[AccessEntry, None] = BatchWorker(
             self._write, name="access-audit", run_cancelled=True
         )
 
-    def submit(self, entry: dict[str, Any]) -> Future[None]:
+    def submit(self, entry: AccessEntry) -> Future[None]:
         return self._worker.submit(entry)
 
     def close(self) -> None:
         self._worker.close(timeout_s=10)
 
-    def _write(self, entries: list[dict[str, Any]]) -> list[None]:
+    def _write(self, entries: list[AccessEntry]) -> list[None]:
         try:
             rows = [_row(entry) for entry in entries]
             with self._db.session() as session:
@@ -194,9 +210,10 @@ def _uuid(text: str) -> str | None:
     return text if IMAGE_ID.fullmatch(text) else None
 
 
-def _row(entry: dict[str, Any]) -> dict[str, Any]:
-    return entry | {
-        "resource": entry["resource"][:160],
-        "client": (entry.get("client") or "")[:64] or None,
+def _row(entry: AccessEntry) -> dict[str, Any]:
+    """The Core insert's values (the owner may still be filled in)."""
+    return dataclasses.asdict(entry) | {
+        "resource": entry.resource[:160],
+        "client": (entry.client or "")[:64] or None,
         "at": now_utc(),
     }

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from allcare.services.labels.fields import label_fields
+from allcare.services.labels.fields import LabelEntry, label_entries
 from allcare.store.contexts import case_context
 from allcare.store.crypto import Sealer
 from allcare.store.models import Case, Image
@@ -23,7 +23,7 @@ from allcare.store.models import Case, Image
 class CaseRecord:
     """A logged case. ``document`` is what the app stored with its decisions and edits, opened
     and kept as sent (records migrated from the legacy server hold fields of their own);
-    ``labels`` are the expert label fields folded over it."""
+    ``labels`` are its expert labels, oldest first."""
 
     case_id: int
     owner_id: str
@@ -31,7 +31,7 @@ class CaseRecord:
     status: str | None
     entry_type: str | None
     document: Mapping[str, Any]
-    labels: Mapping[str, Any]
+    labels: tuple[LabelEntry, ...]
     image_ids: tuple[str, ...]
     decided_at: datetime | None
     updated_at: datetime | None
@@ -51,7 +51,7 @@ def read_records(session: Session, sealer: Sealer, cases: list[Case]) -> list[Ca
     """The cases with their photos and expert labels, in the given order."""
     ids = [c.id for c in cases]
     image_ids = _image_ids(session, ids)
-    labels = label_fields(session, sealer, ids)
+    labels = label_entries(session, sealer, ids)
     return [
         CaseRecord(
             case_id=case.id,
@@ -60,7 +60,7 @@ def read_records(session: Session, sealer: Sealer, cases: list[Case]) -> list[Ca
             status=case.status,
             entry_type=case.entry_type,
             document=open_document(sealer, case),
-            labels=labels.get(case.id, {}),
+            labels=tuple(labels.get(case.id, [])),
             image_ids=tuple(image_ids.get(case.id, [])),
             decided_at=case.decided_at,
             updated_at=case.updated_at,

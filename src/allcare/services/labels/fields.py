@@ -1,20 +1,18 @@
-"""Expert labels as the app reads them on case records, and how a label row is sealed.
-
-The newest label of a case decides ``correct_label``; the annotation fields come from its newest
-annotation, as the legacy record kept them after a later plain label.
-"""
+"""Expert label rows opened for case records, and how a label row is sealed."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from allcare.core.clock import wire_time
 from allcare.store.contexts import label_context
 from allcare.store.crypto import Sealer
 from allcare.store.models import CaseLabel
@@ -33,37 +31,44 @@ def seal_label(sealer: Sealer, case_id: int, details: dict[str, Any]) -> bytes:
     return sealer.seal(json.dumps(details).encode(), label_context(case_id))
 
 
-def wire_fields(row: CaseLabel, details: dict[str, Any]) -> dict[str, Any]:
-    """The legacy record fields one label row sets."""
-    if row.source == LabelSource.ANNOTATION:
-        fields = {
-            "correct_label": details["correct_label"],
-            "annotations": details.get("annotations"),
-            "annotated_by": row.labeller_id,
-            "annotated_at": details.get("annotated_at") or wire_time(row.created_at),
-            "annotation_image_index": details.get("image_index"),
-        }
-        if details.get("notes"):
-            fields["annotation_notes"] = details["notes"]
-        return fields
-    return {
-        "correct_label": details["correct_label"],
-        "labeled_by": row.labeller_id,
-        "labeled_at": wire_time(row.created_at),
-        "label_notes": details.get("notes"),
-    }
+@dataclass(frozen=True)
+class LabelEntry:
+    """One label row of a case, opened: the API folds a case's entries, oldest to newest, into
+    the legacy record's label fields."""
+
+    source: LabelSource
+    correct_label: str
+    labeller_id: str
+    created_at: datetime
+    notes: str | None
+    annotations: Mapping[str, Any] | None = None  # the app's drawing (annotations only)
+    image_index: object = None  # the photo drawn on: an int from the app; any JSON from legacy
+    annotated_at: str | None = None  # as the legacy server recorded it (migrated annotations)
 
 
-def label_fields(
+def entry_of(row: CaseLabel, details: Mapping[str, Any]) -> LabelEntry:
+    return LabelEntry(
+        source=LabelSource(row.source),
+        correct_label=details["correct_label"],
+        labeller_id=row.labeller_id,
+        created_at=row.created_at,
+        notes=details.get("notes"),
+        annotations=details.get("annotations"),
+        image_index=details.get("image_index"),
+        annotated_at=details.get("annotated_at"),
+    )
+
+
+def label_entries(
     session: Session, sealer: Sealer, case_ids: list[int]
-) -> dict[int, dict[str, Any]]:
-    """Per case, the record fields of all its labels folded oldest to newest."""
-    folded: dict[int, dict[str, Any]] = defaultdict(dict)
+) -> dict[int, list[LabelEntry]]:
+    """Per case, its labels oldest first."""
+    entries: dict[int, list[LabelEntry]] = defaultdict(list)
     if not case_ids:
-        return folded
+        return entries
     rows = session.scalars(
         select(CaseLabel).where(CaseLabel.case_id.in_(case_ids)).order_by(CaseLabel.id)
     )
     for row in rows:
-        folded[row.case_id].update(wire_fields(row, open_label(sealer, row)))
-    return folded
+        entries[row.case_id].append(entry_of(row, open_label(sealer, row)))
+    return entries

@@ -14,6 +14,7 @@ and its photos: an auditor can rebuild the comparison from the run's record alon
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,18 +72,35 @@ def snapshot(session: Session) -> dict[str, Any]:
     return {"source": CLINIC, "cases": list(cases.values())}
 
 
-def summary(eval_set: dict[str, Any]) -> dict[str, Any]:
-    """What the trigger's event and the admin screen say about a snapshot."""
+@dataclass(frozen=True)
+class EvalSetSummary:
+    """What the trigger's event, a run's evaluation and the admin screen say about a snapshot."""
+
+    source: str | None
+    cases: int
+    groups: int
+    photos: int
+    data_dir: str | None = None  # a curated set's folder and split; a clinic set has neither
+    split: str | None = None
+
+    def record(self) -> dict[str, object]:
+        """As it is recorded and answered: the folder and split only for a curated set."""
+        values = dataclasses.asdict(self)
+        if self.split is None:
+            del values["data_dir"], values["split"]
+        return values
+
+
+def summary(eval_set: dict[str, Any]) -> EvalSetSummary:
     cases = eval_set.get("cases") or []
-    return {
-        "source": eval_set.get("source"),
-        "cases": len(cases),
-        "groups": len({case["group"] for case in cases}),
-        "photos": sum(len(case["images"]) for case in cases),
-    } | (
-        {"data_dir": eval_set["data_dir"], "split": eval_set["split"]}
-        if "split" in eval_set
-        else {}
+    curated = "split" in eval_set
+    return EvalSetSummary(
+        source=eval_set.get("source"),
+        cases=len(cases),
+        groups=len({case["group"] for case in cases}),
+        photos=sum(len(case["images"]) for case in cases),
+        data_dir=eval_set["data_dir"] if curated else None,
+        split=eval_set["split"] if curated else None,
     )
 
 
@@ -173,7 +191,7 @@ def read_curated(data_dir: Path, split: str) -> list[dict[str, Any]]:
     return cases
 
 
-def register_curated(session: Session, data_dir: Path, split: str, actor_id: str) -> dict[str, Any]:
+def register_curated(session: Session, data_dir: Path, split: str, actor_id: str) -> EvalSetSummary:
     cases = read_curated(data_dir, split)
     value = {
         "source": FOLDER,
@@ -193,10 +211,10 @@ def register_curated(session: Session, data_dir: Path, split: str, actor_id: str
     record_event(
         session,
         EventType.CONFIG_UPDATED,
-        f"Evaluation set registered by {actor_id}: {described['cases']} photos of "
-        f"{described['groups']} lesions, split {split!r} of {value['data_dir']}",
+        f"Evaluation set registered by {actor_id}: {described.cases} photos of "
+        f"{described.groups} lesions, split {split!r} of {value['data_dir']}",
         actor_id=actor_id,
-        evaluation_set=described,
+        evaluation_set=described.record(),
     )
     session.commit()
     return described

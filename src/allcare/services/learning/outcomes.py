@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+
+from allcare.services.learning.evaluation_set import EvalSetSummary
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class RunStarted:
     new_samples: int
     labels_used: int
     samples_used: int
-    evaluation_set: dict[str, Any]
+    evaluation_set: EvalSetSummary
 
 
 class SkipReason(StrEnum):

@@ -141,7 +141,7 @@ class TrainingRun:
         saved = save_candidate(self.settings, self.version_id, module, architecture)
         self.progress.report({"phase": "evaluating"}, force=True)
         judged = self._judge(saved.model, eval_cases)
-        judged.evaluation["evaluation_set"] = summary(eval_set)
+        judged.evaluation["evaluation_set"] = summary(eval_set).record()
         last = log_rows[-1] if log_rows else {}
         metrics = {
             "val_accuracy": judged.candidate.get("accuracy"),

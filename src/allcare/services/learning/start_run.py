@@ -76,7 +76,7 @@ def open_run(
         EventType.RETRAIN_TRIGGERED,
         f"{'Automatic retraining' if automatic else f'Retraining by {actor_id}'}: "
         f"{version.id} ({base.architecture}) from {base.id} on {len(label_ids)} labels "
-        f"({len(new_ids)} new); judged on {eval_summary['cases']} {eval_summary['source']}"
+        f"({len(new_ids)} new); judged on {eval_summary.cases} {eval_summary.source}"
         " evaluation cases",
         actor_id=actor_id,
         version_id=version.id,
@@ -88,7 +88,7 @@ def open_run(
         automatic=automatic,
         forced=force and len(new_ids) < threshold,
         config=config,
-        evaluation_set=eval_summary,
+        evaluation_set=eval_summary.record(),
     )
     session.commit()
     return RunStarted(
