@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import command_group, fail
-from allcare.cli.models import registry_store
+from allcare.cli.common import cli_store, command_group, fail
 from allcare.core.clock import aware
 from allcare.services.audit.access_log import FIELDS, AccessQuery, stream
 
@@ -52,7 +51,7 @@ def export(
     handle = out.open("w", newline="") if out else sys.stdout
     written = 0
     try:
-        with registry_store() as (_settings, db, _sealer), db.session() as session:
+        with cli_store() as (_settings, db, _sealer), db.session() as session:
             writer = csv.DictWriter(handle, fieldnames=FIELDS) if format == "csv" else None
             if writer:
                 writer.writeheader()

@@ -15,6 +15,8 @@ from allcare.container import open_store
 from allcare.core.config import ConfigError, Settings, load_settings
 from allcare.core.passwords import PasswordPolicyError
 from allcare.services.errors import ServiceError
+from allcare.store.crypto import Sealer
+from allcare.store.db import Database
 
 
 class PlainCommand(TyperCommand):
@@ -108,5 +110,22 @@ def cli_session() -> Iterator[Session]:
             yield session
     except (ServiceError, PasswordPolicyError) as exc:
         raise fail(getattr(exc, "detail", str(exc))) from exc
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def cli_store() -> Iterator[tuple[Settings, Database, Sealer]]:
+    """Settings, the migrated database and the key ring; domain errors end the command cleanly."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = data_settings()
+        db, sealer = open_store(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        yield settings, db, sealer
+    except ServiceError as exc:
+        raise fail(exc.detail) from exc
     finally:
         db.dispose()

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import command_group
-from allcare.cli.models import ACTOR, registry_store
+from allcare.cli.common import cli_store, command_group
+from allcare.cli.models import ACTOR
 
 evaluation_app = command_group("Choose the evaluation set the promotion gate judges candidates on.")
 
@@ -21,7 +21,7 @@ def register(
     """Judge every later run on one split of a labelled folder (grouped by its lesion_id)."""
     from allcare.services.learning.evaluation_set import register_curated
 
-    with registry_store() as (_settings, db, _sealer), db.session() as session:
+    with cli_store() as (_settings, db, _sealer), db.session() as session:
         described = register_curated(session, data_dir, split, ACTOR)
     typer.echo(
         f"Runs triggered from now on are judged on {described.cases} photos of "
@@ -34,7 +34,7 @@ def show() -> None:
     """Which set the next run is judged on."""
     from allcare.services.learning.evaluation_set import snapshot, summary
 
-    with registry_store() as (_settings, db, _sealer), db.session() as session:
+    with cli_store() as (_settings, db, _sealer), db.session() as session:
         described = summary(snapshot(session))
     where = f" (split {described.split!r} of {described.data_dir})" if described.split else ""
     typer.echo(
@@ -48,6 +48,6 @@ def clear() -> None:
     """Back to the clinic's own held-out cases."""
     from allcare.services.learning.evaluation_set import clear_curated
 
-    with registry_store() as (_settings, db, _sealer), db.session() as session:
+    with cli_store() as (_settings, db, _sealer), db.session() as session:
         cleared = clear_curated(session, ACTOR)
     typer.echo("Runs are judged on the clinic's held-out cases" + ("" if cleared else " (already)"))

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from allcare.cli.common import fail
-from allcare.cli.models import registry_store
+from allcare.cli.common import cli_store, fail
 from allcare.ml.optional import needs_torch
 from allcare.services.errors import ServiceError
 
@@ -24,7 +23,7 @@ def export_model(
         raise fail(missing)
     from allcare.services.models.export import export_version
 
-    with registry_store() as (settings, db, _sealer):
+    with cli_store() as (settings, db, _sealer):
         try:
             result = export_version(settings, db, version_id, format, out)
         except ServiceError as exc:

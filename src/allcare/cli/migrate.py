@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from allcare.cli.common import fail
-from allcare.cli.models import registry_store
+from allcare.cli.common import cli_store, fail
 from allcare.core.config import ConfigError
 from allcare.store.crypto import parse_key
 
@@ -53,7 +52,7 @@ def migrate(
         raise fail(f"{source} is not a folder")
     legacy_key = sys.stdin.readline().strip() if key_from_stdin else None
     legacy_key = legacy_key or os.environ.get("LEGACY_DATA_ENCRYPTION_KEY") or None
-    with registry_store() as (settings, db, sealer):
+    with cli_store() as (settings, db, sealer):
         try:
             key_text = legacy_key or (
                 settings.data_encryption_key.get_secret_value()

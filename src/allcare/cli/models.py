@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -12,15 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from allcare.cli.common import command_group, data_settings, fail
-from allcare.container import open_store
-from allcare.core.config import ConfigError, Settings
+from allcare.cli.common import cli_store, command_group, fail
+from allcare.core.config import Settings
 from allcare.ml.classes import DEFAULT_ARCHITECTURE
 from allcare.ml.optional import needs_torch
 from allcare.ml.training_config import FIRST_MODEL
-from allcare.services.errors import ServiceError
 from allcare.services.models.options import model_options
-from allcare.store.crypto import Sealer
 from allcare.store.db import Database
 
 if TYPE_CHECKING:
@@ -37,25 +33,8 @@ ACTOR = "command-line"
 
 
 @contextmanager
-def registry_store() -> Iterator[tuple[Settings, Database, Sealer]]:
-    """Settings, the migrated database and the key ring; domain errors end the command cleanly."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = data_settings()
-        db, sealer = open_store(settings)
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc
-    try:
-        yield settings, db, sealer
-    except ServiceError as exc:
-        raise fail(exc.detail) from exc
-    finally:
-        db.dispose()
-
-
-@contextmanager
 def _registry() -> Iterator[tuple[Settings, Database]]:
-    with registry_store() as (settings, db, _sealer):
+    with cli_store() as (settings, db, _sealer):
         yield settings, db
 
 
