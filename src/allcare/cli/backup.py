@@ -9,12 +9,11 @@ from typing import Annotated
 import typer
 
 from allcare.cli.common import data_settings, fail
-from allcare.container import open_store
+from allcare.container import database_of, open_store
 from allcare.core.config import ConfigError
 from allcare.store.backup import BackupError, Report, backup, referenced_files
 from allcare.store.bucket_move import MoveError, move_to_bucket
 from allcare.store.data_lock import single_writer
-from allcare.store.db import Database
 from allcare.store.objects import ObjectStoreError, open_object_store
 from allcare.store.private_files import make_private
 from allcare.store.restore import restore
@@ -48,7 +47,7 @@ def restore_command(
     settings.storage_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         with single_writer(settings, "restoring a backup"):
-            db = Database(settings.sqlalchemy_url)
+            db = database_of(settings)
             try:
                 report = restore(db, open_object_store(settings), archive)
             finally:

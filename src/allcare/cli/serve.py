@@ -44,7 +44,7 @@ def serve(
         try:
             held.enter_context(single_writer(settings, "serving"))
             if workers > 1:
-                Container.prepare(settings)
+                Container.prepare(settings, workers)
             else:
                 container = Container.start(settings)
         except ConfigError as exc:

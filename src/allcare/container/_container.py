@@ -18,6 +18,7 @@ from allcare.container.store import (
     open_blobs,
     open_job_queue,
     open_store,
+    warn_if_pools_exceed_server,
     warn_if_readable_by_others,
 )
 from allcare.core.config import ConfigError, Settings
@@ -71,13 +72,14 @@ class Container:
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
 
     @staticmethod
-    def prepare(settings: Settings) -> None:
+    def prepare(settings: Settings, processes: int) -> None:
         """The start-up steps that belong to the whole data directory, run once before
         ``allcare serve --workers N`` starts its processes with ``start(prepared=True)``: the
-        schema, what interrupted writes left, the users file."""
+        schema, what interrupted writes left, the users file, whether N pools fit."""
         _shared_database(settings)
         db, sealer = open_store(settings)
         try:
+            warn_if_pools_exceed_server(db, processes)
             warn_if_readable_by_others(settings)
             sweep_partials(settings.storage_root)
             open_blobs(settings, db, sealer).recover(intent_lease(settings, db))

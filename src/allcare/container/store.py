@@ -23,7 +23,7 @@ def open_store(settings: Settings) -> tuple[Database, Sealer]:
     sealer = Sealer.from_settings(settings)
     make_private()
     settings.storage_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    db = Database(settings.sqlalchemy_url)
+    db = database_of(settings)
     try:
         db.migrate()
         db.ensure_case_counter(settings.case_id_start)
@@ -31,6 +31,33 @@ def open_store(settings: Settings) -> tuple[Database, Sealer]:
         db.dispose()
         raise
     return db, sealer
+
+
+def database_of(settings: Settings) -> Database:
+    """The configured database with its pool, not yet migrated."""
+    return Database(
+        settings.sqlalchemy_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+
+
+def warn_if_pools_exceed_server(db: Database, processes: int) -> None:
+    """``serve --workers N``: N full pools that do not fit PostgreSQL's max_connections fail
+    requests under load ("too many clients") instead of at start: say so now."""
+    limit = db.server_max_connections()
+    wanted = processes * db.max_connections
+    if limit is not None and wanted > limit:
+        log.warning(
+            "%d processes may open %d database connections each (DATABASE_POOL_SIZE + "
+            "DATABASE_MAX_OVERFLOW), %d in all, but PostgreSQL allows max_connections=%d (for "
+            "every replica, worker and psql together): lower DATABASE_MAX_OVERFLOW or raise "
+            "max_connections",
+            processes,
+            db.max_connections,
+            wanted,
+            limit,
+        )
 
 
 def open_blobs(settings: Settings, db: Database, sealer: Sealer) -> BlobStore:

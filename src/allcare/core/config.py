@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         Path("storage"), validation_alias=AliasChoices("STORAGE_ROOT", "STORAGE_DIR")
     )
     database_url: str | None = None
+    # Connections each process keeps open, and how many more it may open under load; with
+    # `serve --workers N` and replicas, the sum over processes must fit max_connections.
+    database_pool_size: int = Field(10, ge=1, le=1000)
+    database_max_overflow: int = Field(30, ge=0, le=1000)
     # Photos and model files: unset is the folder under STORAGE_ROOT; s3://bucket/prefix is
     # S3-compatible object storage (store/objects/), credentials from the AWS_* variables/files.
     blob_store_url: str | None = None

@@ -55,14 +55,19 @@ def begin_write(session: Session) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 30
+    ) -> None:
+        """``pool_size`` connections stay open, up to ``max_overflow`` more under load
+        (DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.max_connections = pool_size + max_overflow
         kwargs: dict[str, Any] = {
             "echo": echo,
             "pool_pre_ping": not self.is_sqlite,
-            "pool_size": 10,
-            "max_overflow": 30,
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
         }
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -71,6 +76,13 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def server_max_connections(self) -> int | None:
+        """PostgreSQL's ``max_connections``; None on SQLite."""
+        if self.is_sqlite:
+            return None
+        with self.engine.connect() as connection:
+            return int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to an Alembic revision, the newest by default (idempotent)."""
