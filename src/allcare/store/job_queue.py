@@ -79,9 +79,7 @@ class JobQueue:
                         "WHERE queue_name = :queue AND status IN ('todo', 'doing') GROUP BY 1"
                     ),
                     {"queue": QUEUE},
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             workers, age = connection.execute(
                 text(

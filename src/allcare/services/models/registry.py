@@ -146,4 +146,4 @@ def training_runs_by_status(session: Session) -> dict[str, int]:
         .where(ModelVersion.source == Source.TRAINING.value)
         .group_by(ModelVersion.status)
     )
-    return dict(session.execute(query).tuples().all())
+    return dict(session.execute(query).all())
