@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -79,9 +80,9 @@ def test_costly_photos_from_one_uploader_do_not_hold_up_another(served: Api) -> 
     photo by about one decode, not five."""
     costly = progressive_with_repeated_scans(8000, 6000, 15, component=1)
     check_photo(costly, served.container.photo_checks.limits)  # warm
-    started = time.monotonic()
-    check_photo(costly, served.container.photo_checks.limits)
-    one_decode = time.monotonic() - started
+    one_decode = statistics.median(
+        _timed(lambda: check_photo(costly, served.container.photo_checks.limits)) for _ in range(3)
+    )  # a median: one decode timed while the other test process ran would skew both bounds
     with live_server(served.client.app) as url, ThreadPoolExecutor(6) as pool:
 
         def send(user: str, photo: bytes) -> tuple[int, float]:
@@ -256,3 +257,9 @@ def test_uploads_cancelled_while_waiting_for_the_model_leave_the_server_working(
         response = upload(served.client, camera("gp1"), sharp_photo(seed=10 + n))
         assert response.status_code == 200
     assert stored_counts(served) == (3, 3)
+
+
+def _timed(work: Callable[[], object]) -> float:
+    started = time.monotonic()
+    work()
+    return time.monotonic() - started
